@@ -1,0 +1,34 @@
+"""likewise: embed, store, find and serve vectors, locally by default.
+
+The embedded database::
+
+    import likewise
+    db = likewise.open("./data")
+    idx = db.create_index("shows", dimensions=384, metric="cosine")
+    idx.upsert([likewise.Vector(id="seinfeld", values=[...], metadata={"genre": "sitcom"})])
+    idx.query([...], top_k=5, filter={"genre": "sitcom"})
+"""
+
+from . import errors
+from .database import Database, open
+from .engines import EngineParams
+from .index import Index
+from .types import IndexConfig, IndexInfo, Match, MetadataIndex, QueryResult, Vector, VectorList
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Database",
+    "EngineParams",
+    "Index",
+    "IndexConfig",
+    "IndexInfo",
+    "Match",
+    "MetadataIndex",
+    "QueryResult",
+    "Vector",
+    "VectorList",
+    "errors",
+    "open",
+    "__version__",
+]

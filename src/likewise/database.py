@@ -1,0 +1,196 @@
+"""The ``Database``: one data directory, its lock, its SQLite store and the engines of its indexes.
+
+Directory layout::
+
+    <data>/LOCK              holder's PID; flock'ed while open (one writer process)
+    <data>/likewise.db       SQLite store (the truth), with -wal and -shm beside it
+    <data>/engines/<id>/     ANN snapshot of index <id> (a cache, rebuilt when missing or damaged)
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import shutil
+import threading
+import weakref
+from pathlib import Path
+from typing import Any
+
+from .engines import EngineParams, VectorEngine
+from .errors import IndexExistsError, InvalidArgumentError, IndexNotFoundError, LikewiseError, StorageError
+from .index import Index
+from .lock import DirectoryLock
+from .store import IndexRow, Store
+from .types import IndexConfig
+from .validation import check_dimensions, check_index_name, check_metric
+
+__all__ = ["Database", "open"]
+
+log = logging.getLogger("likewise")
+
+_open_databases: "weakref.WeakSet[Database]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:  # write snapshots for databases the program forgot to close
+    for db in list(_open_databases):
+        try:
+            db.close()
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            log.exception("closing %s at exit failed", db.path)
+
+
+class Database:
+    """An embedded, durable vector database in one directory. Use :func:`likewise.open`."""
+
+    def __init__(self, path: str | Path, *, engine: EngineParams | None = None, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create data directory {self.path}: {exc}") from exc
+        self._lock = DirectoryLock(self.path)
+        try:
+            self._store = Store(self.path / "likewise.db", synchronous=synchronous)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._params = engine or EngineParams()
+        self._write_lock = threading.RLock()
+        self._indexes: dict[str, Index] = {}
+        self._closed = False
+        _open_databases.add(self)
+
+    def __repr__(self) -> str:
+        return f"likewise.Database({str(self.path)!r})"
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LikewiseError(f"database {self.path} is closed")
+
+    # -- indexes ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _config(row: IndexRow) -> IndexConfig:
+        extra = json.loads(row.config or "{}")
+        return IndexConfig(
+            name=row.name,
+            dimensions=row.dimensions,
+            metric=row.metric,  # type: ignore[arg-type]
+            description=row.description,
+            model=extra.get("model"),
+            created_on=row.created_on,
+            modified_on=row.modified_on,
+        )
+
+    def create_index(
+        self,
+        name: str,
+        dimensions: int | None = None,
+        metric: str = "cosine",
+        description: str | None = None,
+        *,
+        config: dict[str, Any] | None = None,
+    ) -> Index:
+        """Create an index. Its name, dimensions and metric cannot change afterwards."""
+        self._check_open()
+        check_index_name(name)
+        dims = check_dimensions(dimensions)
+        check_metric(metric)
+        if description is not None and not isinstance(description, str):
+            raise InvalidArgumentError(f"description must be a string, got {type(description).__name__}")
+        with self._write_lock:
+            row = self._store.create_index(name, dims, metric, description, json.dumps(config or {}))
+            if row is None:
+                raise IndexExistsError(f"an index named {name!r} already exists", name=name)
+            return self._open_index(row)
+
+    def index(self, name: str) -> Index:
+        """The index called ``name``."""
+        self._check_open()
+        with self._write_lock:
+            cached = self._indexes.get(name)
+            if cached is not None:
+                return cached
+            row = self._store.get_index(name)
+            if row is None:
+                raise IndexNotFoundError(f"no index named {name!r} in {self.path}", name=name)
+            return self._open_index(row)
+
+    def list_indexes(self) -> list[IndexConfig]:
+        self._check_open()
+        return [self._config(r) for r in self._store.list_indexes()]
+
+    def delete_index(self, name: str) -> None:
+        """Delete an index and everything in it."""
+        self._check_open()
+        with self._write_lock:
+            row = self._store.get_index(name)
+            if row is None:
+                raise IndexNotFoundError(f"no index named {name!r} in {self.path}", name=name)
+            opened = self._indexes.pop(name, None)
+            if opened is not None:
+                opened._engine.close(snapshot=False)
+            self._store.delete_index(row.id)
+            shutil.rmtree(self._engine_dir(row.id), ignore_errors=True)
+
+    def _engine_dir(self, index_id: int) -> Path:
+        return self.path / "engines" / str(index_id)
+
+    def _open_index(self, row: IndexRow) -> Index:
+        store = self._store
+        engine = VectorEngine(
+            row.dimensions,
+            row.metric,
+            self._params,
+            column_source=lambda key: store.column(row.id, key),
+            namespace_source=lambda: store.namespaces(row.id),
+            snapshot_dir=self._engine_dir(row.id),
+        )
+        labels, ids = store.labels_and_ids(row.id)
+        how = engine.load(labels, ids, lambda after: store.iter_vectors(row.id, after))
+        log.info("opened index %s: %s", row.name, how)
+        for prop, _kind, _seq in store.metadata_indexes(row.id):
+            engine.ensure_column(prop)
+        engine.start()
+        index = Index(self, row, engine)
+        self._indexes[row.name] = index
+        return index
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Write ANN snapshots of every open index, so that the next open need not rebuild them."""
+        for index in list(self._indexes.values()):
+            index._engine.save()
+
+    def close(self) -> None:
+        """Stop background work, write snapshots, close the store and release the directory lock."""
+        if self._closed:
+            return
+        with self._write_lock:
+            self._closed = True
+            for index in self._indexes.values():
+                index._engine.close(snapshot=True)
+            self._indexes.clear()
+            self._store.close()
+            self._lock.release()
+        _open_databases.discard(self)
+
+
+def open(path: str | Path = "./likewise-data", *, engine: EngineParams | None = None, synchronous: str = "FULL") -> Database:
+    """Open (creating if missing) the data directory ``path`` as an embedded database.
+
+    One process at a time may hold a directory; a second gets :class:`~likewise.errors.DataDirLockedError`
+    naming the holder. ``synchronous="FULL"`` (the default) syncs every acknowledged write to disk;
+    ``"NORMAL"`` survives process crashes but may lose the last writes on power loss.
+    """
+    return Database(path, engine=engine, synchronous=synchronous)

@@ -1,0 +1,482 @@
+"""The in-memory search engine of one index: positions, the HNSW graph, the unindexed tail, the planner.
+
+Every stored vector has a *position* (its order of arrival). Positions ``0 .. h-1`` live in the HNSW
+graph (:mod:`.hnsw`); positions ``h .. n-1`` are the *tail*, plain float32 chunks searched exactly.
+A background indexer moves full tail chunks into the graph, so writes return as soon as SQLite has
+committed them and are visible to the very next query (the tail is searched exactly), while the graph
+catches up. Deleted and replaced vectors are marked dead and skipped by a bitmap inside faiss; when
+too many are dead the engine compacts (moves the living back to the tail and rebuilds).
+
+The planner: with no graph, or when the filter leaves few candidates, search exactly over the
+candidates (filter first, as Vectorize); otherwise search the graph restricted to the candidates, with
+``efSearch`` raised in proportion to how selective the filter is. Either way the tail is searched
+exactly and the two lists are merged, so results are always the top-k of the filtered set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..filters import Filter, lookup
+from .columns import Column, _Growable
+from .hnsw import HnswGraph, load_snapshot, save_snapshot
+
+__all__ = ["EngineParams", "VectorEngine", "Plan"]
+
+log = logging.getLogger("likewise.engine")
+
+ColumnSource = Callable[[str], tuple[np.ndarray, list[Any], list[str | None]]]
+NamespaceSource = Callable[[], tuple[np.ndarray, list[str | None]]]
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """Tuning knobs; defaults come from benchmarks/bench_engines.py (docs/benchmarks.md)."""
+
+    ann_threshold: int = 10_000  # below this many vectors, exact search only
+    chunk: int = 1024  # tail rows moved into the graph per step (bounds the pause a query can see)
+    m: int = 16
+    ef_construction: int = 128
+    ef_search: int = 64
+    exact_max_candidates: int = 20_000  # filtered sets up to this size are searched exactly
+    exact_max_selectivity: float = 0.03  # ... and so are filters that keep under 3% of the graph
+    max_ef: int = 4096
+    compact_dead_fraction: float = 0.3
+    snapshot_every: int = 100_000  # newly indexed vectors between background snapshots
+    background: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a query was answered (for tests, benchmarks and ``explain``)."""
+
+    method: str  # "exact" | "hnsw" | "empty"
+    candidates: int
+    ef: int = 0
+
+
+class VectorEngine:
+    """Search structure of one index. Thread-safe; all state changes happen under one lock."""
+
+    def __init__(
+        self,
+        dimensions: int,
+        metric: str,
+        params: EngineParams | None = None,
+        column_source: ColumnSource | None = None,
+        namespace_source: NamespaceSource | None = None,
+        snapshot_dir: Path | None = None,
+    ) -> None:
+        self.dimensions = dimensions
+        self.metric = metric
+        self.params = params or EngineParams()
+        self._column_source = column_source
+        self._namespace_source = namespace_source
+        self._snapshot_dir = snapshot_dir
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self.labels = _Growable(np.int64)
+        self.alive = _Growable(np.bool_)
+        self.ids: list[str | None] = []
+        self.graph: HnswGraph | None = None
+        self.tail: list[np.ndarray] = []
+        self.dead = 0
+        self.columns: dict[str, Column] = {}
+        self.namespaces: Column | None = None
+        self._alive_mask_cache: np.ndarray | None = None
+        self._snapshot_count = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.last_plan: Plan | None = None
+
+    # -- size -------------------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """Positions in use, dead ones included."""
+        return self.labels.size
+
+    @property
+    def count(self) -> int:
+        """Living vectors."""
+        return self.size - self.dead
+
+    @property
+    def indexed(self) -> int:
+        return self.graph.ntotal if self.graph is not None else 0
+
+    # -- loading ----------------------------------------------------------------------------------
+
+    def load(
+        self,
+        store_labels: np.ndarray,
+        store_ids: Sequence[str],
+        tail_batches: Callable[[int], Iterator[tuple[np.ndarray, list[str], np.ndarray]]],
+    ) -> str:
+        """Restore from the snapshot (if valid) plus the SQLite rows it does not cover.
+
+        ``store_labels``/``store_ids`` are every living vector (labels ascending); ``tail_batches(after)``
+        yields the stored rows with labels above ``after``. Returns what was done, for logs.
+        """
+        with self._lock:
+            snap, reason = (None, "no snapshot directory")
+            if self._snapshot_dir is not None:
+                snap, reason = load_snapshot(self._snapshot_dir, self.dimensions, self.metric)
+            after = 0
+            if snap is not None:
+                self.graph = snap.graph
+                self._snapshot_count = snap.graph.ntotal
+                found_at = np.searchsorted(store_labels, snap.labels)
+                clipped = np.minimum(found_at, max(len(store_labels) - 1, 0))
+                present = (
+                    (store_labels[clipped] == snap.labels) if len(store_labels) else np.zeros(len(snap.labels), bool)
+                )
+                ids_arr = np.asarray(store_ids, dtype=object)
+                self.labels.extend(snap.labels)
+                self.alive.extend(present)
+                self.ids.extend(np.where(present, ids_arr[clipped] if len(ids_arr) else None, None).tolist())
+                self.dead = int((~present).sum())
+                after = int(snap.labels[-1]) if len(snap.labels) else 0
+                how = f"snapshot of {snap.graph.ntotal} vectors"
+            else:
+                how = f"rebuilt from SQLite ({reason})"
+            replayed = 0
+            for labels, ids, matrix in tail_batches(after):
+                self._append(labels, ids, self.prepare(matrix))
+                replayed += len(labels)
+            self._alive_mask_cache = None
+            self._kick()
+            return f"{how}, {replayed} vectors replayed from the log"
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def prepare(self, matrix: np.ndarray) -> np.ndarray:
+        """What the engine stores for these values: unit vectors for cosine, the values otherwise."""
+        if self.metric != "cosine":
+            return np.ascontiguousarray(matrix, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True).astype(np.float32)
+        norms[norms == 0] = 1.0
+        return np.ascontiguousarray(matrix / norms, dtype=np.float32)
+
+    def _append(self, labels: np.ndarray, ids: Sequence[str], rows: np.ndarray) -> None:
+        start = self.size
+        self.labels.extend(labels)
+        self.alive.extend(np.ones(len(labels), dtype=np.bool_))
+        self.ids.extend(ids)
+        chunk = self.params.chunk
+        offset = 0
+        if self.tail and len(self.tail[-1]) < chunk:
+            room = chunk - len(self.tail[-1])
+            self.tail[-1] = np.concatenate([self.tail[-1], rows[:room]])
+            offset = room
+        while offset < len(rows):
+            self.tail.append(np.array(rows[offset : offset + chunk], dtype=np.float32))
+            offset += chunk
+        del start
+
+    def add(
+        self,
+        labels: np.ndarray,
+        ids: Sequence[str],
+        rows: np.ndarray,
+        namespaces: Sequence[str | None],
+        metadata: Sequence[Mapping[str, Any] | None],
+    ) -> None:
+        """Append committed vectors (``rows`` already prepared) and their metadata to the columns."""
+        if not len(labels):
+            return
+        with self._lock:
+            if self.size and labels[0] <= self.labels.view[-1]:
+                raise RuntimeError("labels must arrive in ascending order")
+            self._append(labels, ids, rows)
+            for key, col in self.columns.items():
+                path = tuple(key.split("."))
+                col.append(lookup(m, path) for m in metadata)
+            if self.namespaces is not None:
+                self.namespaces.append(namespaces)
+            self._alive_mask_cache = None
+            self._kick()
+
+    def remove(self, labels: np.ndarray) -> int:
+        """Mark these labels dead; returns how many were living."""
+        if not len(labels):
+            return 0
+        with self._lock:
+            view = self.labels.view
+            pos = np.searchsorted(view, labels)
+            ok = pos < len(view)
+            pos = pos[ok]
+            pos = pos[view[pos] == labels[ok]]
+            living = pos[self.alive.data[pos]]
+            self.alive.data[living] = False
+            for p in living.tolist():
+                self.ids[p] = None
+            self.dead += len(living)
+            self._alive_mask_cache = None
+            self._kick()
+            return len(living)
+
+    # -- background indexing ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background indexer (when enabled)."""
+        if self.params.background and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="likewise-indexer", daemon=True)
+            self._thread.start()
+
+    def _kick(self) -> None:
+        self._wake.notify_all()
+
+    def _pending(self, flush: bool) -> bool:
+        if self._needs_compaction():
+            return True
+        if not self.tail:
+            return False
+        if self.graph is None and self.count < self.params.ann_threshold:
+            return False
+        return flush or len(self.tail) > 1 or len(self.tail[0]) >= self.params.chunk
+
+    def _needs_compaction(self) -> bool:
+        p = self.params
+        return self.dead > p.ann_threshold // 2 and self.dead > p.compact_dead_fraction * self.size
+
+    def _step(self, flush: bool) -> bool:
+        """Do one unit of indexing work under the lock; returns False when there was none."""
+        with self._lock:
+            if not self._pending(flush):
+                return False
+            if self._needs_compaction():
+                self._compact()
+                return True
+            if self.graph is None:
+                self.graph = HnswGraph(self.dimensions, self.metric, self.params.m, self.params.ef_construction)
+            self.graph.add(self.tail[0])
+            self.tail.pop(0)
+            if not self.tail and self.graph.ntotal - self._snapshot_count >= self.params.snapshot_every:
+                self._save_locked()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self._pending(False):
+                    self._wake.wait(timeout=1.0)
+                if self._closed:
+                    return
+            try:
+                self._step(False)
+            except Exception:  # never let the indexer die silently; the tail stays exact-searchable
+                log.exception("background indexing failed")
+                with self._lock:
+                    self._wake.wait(timeout=5.0)
+
+    def flush(self) -> None:
+        """Index everything now (the graph covers every position when this returns)."""
+        while self._step(True):
+            pass
+
+    def _compact(self) -> None:
+        """Drop dead positions: the living go back to the tail and the graph is rebuilt from it."""
+        keep = np.flatnonzero(self.alive.view)
+        rows = np.concatenate([part for part in self._all_rows()], axis=0)[keep] if self.size else np.empty(
+            (0, self.dimensions), np.float32
+        )
+        labels = self.labels.view[keep].copy()
+        ids = [self.ids[p] for p in keep.tolist()]
+        self.labels = _Growable(np.int64, len(labels))
+        self.alive = _Growable(np.bool_, len(labels))
+        self.ids = []
+        self.graph = None
+        self.tail = []
+        self.dead = 0
+        self.columns = {}
+        self.namespaces = None
+        self._snapshot_count = -1  # the next save must replace the old snapshot
+        self._append(labels, [i for i in ids if i is not None], rows)
+        self._alive_mask_cache = None
+        log.info("compacted: %d living vectors kept", len(labels))
+
+    def _all_rows(self) -> Iterable[np.ndarray]:
+        if self.graph is not None:
+            yield self.graph.vectors()
+        yield from self.tail
+
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def _save_locked(self) -> None:
+        if self._snapshot_dir is None or self.graph is None:
+            return
+        h = self.graph.ntotal
+        save_snapshot(self._snapshot_dir, self.graph, self.labels.view[:h], self.dimensions)
+        self._snapshot_count = h
+
+    def save(self) -> bool:
+        """Write a snapshot if the graph has grown since the last one. Returns whether it wrote."""
+        with self._lock:
+            if self.graph is None or self.graph.ntotal == self._snapshot_count:
+                return False
+            self._save_locked()
+            return True
+
+    def close(self, snapshot: bool = True) -> None:
+        with self._lock:
+            self._closed = True
+            self._kick()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if snapshot:
+            self.save()
+
+    # -- filtering --------------------------------------------------------------------------------
+
+    def _column(self, key: str) -> Column:
+        col = self.columns.get(key)
+        if col is None:
+            if self._column_source is None:
+                raise RuntimeError("engine has no column source")
+            labels, values, types = self._column_source(key)
+            col = self._build(labels, values, types)
+            self.columns[key] = col
+        return col
+
+    def _build(self, labels: np.ndarray, values: list[Any], types: list[str | None]) -> Column:
+        view = self.labels.view
+        pos = np.searchsorted(view, labels)
+        ok = (pos < len(view)) & (view[np.minimum(pos, max(len(view) - 1, 0))] == labels) if len(view) else np.zeros(
+            len(labels), bool
+        )
+        keep = np.flatnonzero(ok)
+        return Column.from_sqlite(
+            self.size, pos[keep], [values[i] for i in keep.tolist()], [types[i] for i in keep.tolist()]
+        )
+
+    def ensure_column(self, key: str) -> None:
+        """Build the column of a property now (a declared metadata index)."""
+        with self._lock:
+            self._column(key)
+
+    def drop_column(self, key: str) -> None:
+        with self._lock:
+            self.columns.pop(key, None)
+
+    def _namespace_column(self) -> Column:
+        if self.namespaces is None:
+            if self._namespace_source is None:
+                raise RuntimeError("engine has no namespace source")
+            labels, names = self._namespace_source()
+            self.namespaces = self._build(labels, list(names), ["text" if n is not None else "null" for n in names])
+        return self.namespaces
+
+    def _alive_mask(self) -> np.ndarray:
+        if self._alive_mask_cache is None:
+            self._alive_mask_cache = self.alive.view.copy()
+        return self._alive_mask_cache
+
+    def mask(self, flt: Filter | None, namespace: str | None) -> np.ndarray | None:
+        """Candidate positions as a boolean mask, or ``None`` for "every living vector"."""
+        with self._lock:
+            if flt is None and namespace is None:
+                return None if self.dead == 0 else self._alive_mask()
+            mask = self._alive_mask().copy() if self.dead else np.ones(self.size, dtype=bool)
+            if namespace is not None:
+                mask &= self._namespace_column()._eq(namespace)
+            if flt is not None:
+                for cond in flt.conditions:
+                    mask &= self._column(cond.key).evaluate(cond)
+            return mask
+
+    # -- searching --------------------------------------------------------------------------------
+
+    def _higher_better(self) -> bool:
+        return self.metric != "euclidean"
+
+    def _tail_search(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        start = self.indexed
+        dists: list[np.ndarray] = []
+        poss: list[np.ndarray] = []
+        for chunk in self.tail:
+            n = len(chunk)
+            if self.metric == "euclidean":
+                diff = chunk - query
+                d = np.einsum("ij,ij->i", diff, diff)
+            else:
+                d = chunk @ query
+            p = np.arange(start, start + n)
+            if mask is not None:
+                sel = mask[start : start + n]
+                d, p = d[sel], p[sel]
+            dists.append(d)
+            poss.append(p)
+            start += n
+        if not dists:
+            return np.empty(0, np.float32), np.empty(0, np.int64)
+        return np.concatenate(dists), np.concatenate(poss)
+
+    def search(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+        """Top-k positions among the candidates in ``mask`` (all living when ``None``), best first.
+
+        Returns ``(position, faiss distance)`` pairs: inner product for cosine/dot-product (higher is
+        closer) and squared L2 for euclidean (lower is closer).
+        """
+        with self._lock:
+            q = np.ascontiguousarray(query, dtype=np.float32)
+            h = self.indexed
+            if mask is None:
+                candidates = self.count
+                graph_candidates = h
+            else:
+                candidates = int(np.count_nonzero(mask))
+                graph_candidates = int(np.count_nonzero(mask[:h])) if h else 0
+            if candidates == 0:
+                self.last_plan = Plan("empty", 0)
+                return []
+            parts_d: list[np.ndarray] = []
+            parts_p: list[np.ndarray] = []
+            plan = Plan("exact", candidates)
+            if self.graph is not None and graph_candidates:
+                graph_mask = None if mask is None else mask[:h]
+                kk = min(k, graph_candidates)
+                selectivity = graph_candidates / h
+                p = self.params
+                if graph_candidates <= p.exact_max_candidates or selectivity < p.exact_max_selectivity:
+                    d, pos = self.graph.exact(q, kk, graph_mask)
+                else:
+                    ef = min(p.max_ef, max(p.ef_search, kk, math.ceil(p.ef_search / selectivity)))
+                    d, pos = self.graph.search(q, kk, ef, graph_mask)
+                    plan = Plan("hnsw", candidates, ef)
+                valid = pos >= 0
+                parts_d.append(d[valid])
+                parts_p.append(pos[valid].astype(np.int64))
+            if self.tail:
+                d, pos = self._tail_search(q, k, mask)
+                parts_d.append(d.astype(np.float32))
+                parts_p.append(pos)
+            self.last_plan = plan
+            dist = np.concatenate(parts_d) if parts_d else np.empty(0, np.float32)
+            pos = np.concatenate(parts_p) if parts_p else np.empty(0, np.int64)
+            if len(dist) > k:
+                part = np.argpartition(-dist if self._higher_better() else dist, k - 1)[:k]
+                dist, pos = dist[part], pos[part]
+            order = np.lexsort((pos, -dist if self._higher_better() else dist))
+            return [(int(pos[i]), float(dist[i])) for i in order]
+
+    def score(self, distance: float) -> float:
+        """The Vectorize score for a faiss distance."""
+        if self.metric == "cosine":
+            return max(-1.0, min(1.0, distance))
+        if self.metric == "dot-product":
+            return -distance
+        return math.sqrt(max(distance, 0.0))
+
+    def resolve(self, positions: Sequence[int]) -> list[tuple[str, int]]:
+        """(id, label) of positions."""
+        with self._lock:
+            return [(self.ids[p] or "", int(self.labels.data[p])) for p in positions]

@@ -1,0 +1,197 @@
+"""The ANN part of an engine: a faiss HNSW graph, its filtered search, and its snapshot files.
+
+faiss was chosen by benchmark (docs/benchmarks.md, "engines"): it is as fast as hnswlib unfiltered,
+and, unlike hnswlib's Python callback, applies a filter bitmap in C++ inside both the HNSW walk and
+the exact scan of the same stored vectors, so one copy of the vectors serves both plans.
+
+The graph is a cache. A snapshot is written as generation-numbered files plus a ``state.json`` that
+is replaced atomically last; a crash at any point leaves either the old or the new snapshot, and a
+damaged one is detected (sizes, counts, faiss' own parser) and rebuilt from SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+__all__ = ["HnswGraph", "Snapshot", "save_snapshot", "load_snapshot", "faiss_metric", "bitmap_selector"]
+
+
+def faiss_metric(metric: str) -> int:
+    """faiss metric for a likewise metric: cosine (on unit vectors) and dot-product use inner product."""
+    return int(faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT)
+
+
+def bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
+    """A faiss selector for the positions where ``mask`` is true; keep the bytes alive while searching."""
+    bits = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)), bits
+
+
+class HnswGraph:
+    """A faiss ``IndexHNSWFlat`` over engine positions ``0 .. ntotal-1``."""
+
+    def __init__(self, dimensions: int, metric: str, m: int = 16, ef_construction: int = 128,
+                 index: Any | None = None) -> None:
+        self.metric = metric
+        if index is None:
+            index = faiss.IndexHNSWFlat(dimensions, m, faiss_metric(metric))
+            index.hnsw.efConstruction = ef_construction
+        self.index = index
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, matrix: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(matrix, dtype=np.float32))
+
+    def vectors(self) -> np.ndarray:
+        """A read-only view of the stored vectors (no copy)."""
+        n, d = self.ntotal, self.index.d
+        if n == 0:
+            return np.empty((0, d), dtype=np.float32)
+        flat = faiss.downcast_index(self.index.storage)
+        view = faiss.rev_swig_ptr(flat.get_xb(), n * d)
+        return np.asarray(view).reshape(n, d)
+
+    def search(self, query: np.ndarray, k: int, ef: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW search, restricted to ``mask`` when given. Returns faiss distances and positions."""
+        q = query.reshape(1, -1)
+        if mask is None:
+            params = faiss.SearchParametersHNSW(efSearch=ef)
+            dist, pos = self.index.search(q, k, params=params)
+        else:
+            sel, bits = bitmap_selector(mask)
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+            dist, pos = self.index.search(q, k, params=params)
+            del bits
+        return dist[0], pos[0]
+
+    def exact(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the stored vectors, restricted to ``mask`` when given."""
+        q = query.reshape(1, -1)
+        storage = self.index.storage
+        if mask is None:
+            dist, pos = storage.search(q, k)
+        else:
+            sel, bits = bitmap_selector(mask)
+            dist, pos = storage.search(q, k, params=faiss.SearchParameters(sel=sel))
+            del bits
+        return dist[0], pos[0]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    graph: HnswGraph
+    labels: np.ndarray  # label of each position of the graph
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_crc32(path: Path) -> int:
+    """CRC-32 of a whole file, read in 8 MiB blocks."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_snapshot(directory: Path, graph: HnswGraph, labels: np.ndarray, dimensions: int) -> None:
+    """Write the graph and its position→label map as a new generation, then switch ``state.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state_path = directory / "state.json"
+    old = _read_state(state_path)
+    generation = int(old.get("generation", 0)) + 1 if old else 1
+    graph_path = directory / f"graph-{generation}.faiss"
+    labels_path = directory / f"labels-{generation}.bin"
+    tmp_graph = graph_path.with_name(graph_path.name + ".tmp")
+    faiss.write_index(graph.index, str(tmp_graph))
+    with open(tmp_graph, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp_graph, graph_path)
+    label_bytes = np.ascontiguousarray(labels, dtype="<i8").tobytes()
+    _write_atomic(labels_path, label_bytes)
+    state = {
+        "format": 1,
+        "generation": generation,
+        "count": int(graph.ntotal),
+        "dimensions": dimensions,
+        "metric": graph.metric,
+        "graph_file": graph_path.name,
+        "graph_bytes": graph_path.stat().st_size,
+        "graph_crc32": file_crc32(graph_path),
+        "labels_file": labels_path.name,
+        "labels_crc32": zlib.crc32(label_bytes),
+        "max_label": int(labels[-1]) if len(labels) else 0,
+    }
+    _write_atomic(state_path, json.dumps(state).encode())
+    _fsync_dir(directory)
+    for stale in directory.iterdir():
+        if stale.name not in (state_path.name, graph_path.name, labels_path.name):
+            stale.unlink(missing_ok=True)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_text())
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def load_snapshot(directory: Path, dimensions: int, metric: str) -> tuple[Snapshot | None, str]:
+    """Load the current snapshot; ``(None, reason)`` when there is none or it does not check out."""
+    state_path = directory / "state.json"
+    if not state_path.exists():
+        return None, "no snapshot"
+    state = _read_state(state_path)
+    if state.get("format") != 1:
+        return None, f"{state_path} is unreadable"
+    if state.get("dimensions") != dimensions or state.get("metric") != metric:
+        return None, f"{state_path} describes another configuration"
+    graph_path = directory / str(state.get("graph_file"))
+    labels_path = directory / str(state.get("labels_file"))
+    try:
+        if graph_path.stat().st_size != state.get("graph_bytes"):
+            return None, f"{graph_path} has the wrong size (torn write?)"
+        label_bytes = labels_path.read_bytes()
+        if file_crc32(graph_path) != state.get("graph_crc32"):
+            return None, f"{graph_path} fails its checksum"
+    except OSError as exc:
+        return None, f"snapshot file missing: {exc}"
+    if zlib.crc32(label_bytes) != state.get("labels_crc32"):
+        return None, f"{labels_path} fails its checksum"
+    labels = np.frombuffer(label_bytes, dtype="<i8").astype(np.int64)
+    try:
+        index = faiss.read_index(str(graph_path))
+    except Exception as exc:  # faiss raises RuntimeError with its C++ message
+        return None, f"{graph_path} cannot be read: {exc}"
+    if index.ntotal != state.get("count") or len(labels) != index.ntotal or index.d != dimensions:
+        return None, f"{graph_path} does not match {state_path}"
+    if len(labels) > 1 and not np.all(labels[1:] > labels[:-1]):
+        return None, f"{labels_path} is not in label order"
+    return Snapshot(HnswGraph(dimensions, metric, index=index), labels), "ok"
