@@ -141,7 +141,7 @@ def parse_filter(raw: Mapping[str, Any] | None, *, vectorize_rules: bool = False
     try:
         size = len(json.dumps(raw, separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
-        raise InvalidFilterError(f"a filter must be plain JSON: {exc}") from exc
+        raise InvalidFilterError(f"a filter must be plain JSON with finite numbers: {exc}") from exc
     limit = VECTORIZE_MAX_FILTER_BYTES if vectorize_rules else NATIVE_MAX_FILTER_BYTES
     if size >= limit:
         raise InvalidFilterError(

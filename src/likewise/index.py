@@ -232,8 +232,7 @@ class Index:
         if self.metric == "cosine":
             q = q / np.float32(np.linalg.norm(q))
         engine = self._engine
-        mask = engine.mask(flt, ns)
-        hits = engine.search(q, top_k, mask)
+        hits = engine.search(q, top_k, flt, ns)
         resolved = engine.resolve([p for p, _ in hits])
         matches = [Match(id=vid, score=engine.score(d)) for (vid, _), (_, d) in zip(resolved, hits)]
         if matches and (return_values or return_metadata != "none"):

@@ -218,6 +218,8 @@ def as_matrix(rows: Any, dimensions: int, ids: Sequence[str] | None = None, *, c
             mat64 = mat64.reshape(1, -1) if len(mat64) else mat64.reshape(1, 0)
     else:
         rows = list(rows)
+        if not rows:
+            return np.empty((0, dimensions), dtype=np.float32)
         for i, row in enumerate(rows):
             if isinstance(row, np.ndarray):
                 continue

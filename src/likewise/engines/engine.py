@@ -80,7 +80,8 @@ class VectorEngine:
         self._column_source = column_source
         self._namespace_source = namespace_source
         self._snapshot_dir = snapshot_dir
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # engine state: positions, tail, columns
+        self._graph_lock = threading.RLock()  # the faiss graph (taken before _lock, never after)
         self._wake = threading.Condition(self._lock)
         self.labels = _Growable(np.int64)
         self.alive = _Growable(np.bool_)
@@ -248,18 +249,33 @@ class VectorEngine:
         return self.dead > p.ann_threshold // 2 and self.dead > p.compact_dead_fraction * self.size
 
     def _step(self, flush: bool) -> bool:
-        """Do one unit of indexing work under the lock; returns False when there was none."""
-        with self._lock:
-            if not self._pending(flush):
-                return False
-            if self._needs_compaction():
-                self._compact()
-                return True
-            if self.graph is None:
-                self.graph = HnswGraph(self.dimensions, self.metric, self.params.m, self.params.ef_construction)
-            self.graph.add(self.tail[0])
-            self.tail.pop(0)
-            if not self.tail and self.graph.ntotal - self._snapshot_count >= self.params.snapshot_every:
+        """Do one unit of indexing work; returns False when there was none.
+
+        The graph grows under ``_graph_lock`` only, so writers (which take ``_lock``) are never held
+        up by it; searches take both locks (graph first, the same order as here) and wait for at
+        most one chunk. A chunk that writers may still extend (the last, not yet full) is added
+        with ``_lock`` held too.
+        """
+        with self._graph_lock:
+            with self._lock:
+                if not self._pending(flush):
+                    return False
+                if self._needs_compaction():
+                    self._compact()
+                    return True
+                if self.graph is None:
+                    self.graph = HnswGraph(self.dimensions, self.metric, self.params.m, self.params.ef_construction)
+                graph, chunk = self.graph, self.tail[0]
+                if len(chunk) < self.params.chunk:
+                    graph.add(chunk)
+                    self.tail.pop(0)
+                    return True
+            graph.add(chunk)
+            with self._lock:
+                assert self.tail[0] is chunk
+                self.tail.pop(0)
+                due = not self.tail and graph.ntotal - self._snapshot_count >= self.params.snapshot_every
+            if due:
                 self._save_locked()
             return True
 
@@ -311,15 +327,18 @@ class VectorEngine:
     # -- snapshots --------------------------------------------------------------------------------
 
     def _save_locked(self) -> None:
+        """Write a snapshot; the caller holds ``_graph_lock`` (writers may go on meanwhile)."""
         if self._snapshot_dir is None or self.graph is None:
             return
-        h = self.graph.ntotal
-        save_snapshot(self._snapshot_dir, self.graph, self.labels.view[:h], self.dimensions)
+        with self._lock:
+            h = self.graph.ntotal
+            labels = self.labels.view[:h].copy()
+        save_snapshot(self._snapshot_dir, self.graph, labels, self.dimensions)
         self._snapshot_count = h
 
     def save(self) -> bool:
         """Write a snapshot if the graph has grown since the last one. Returns whether it wrote."""
-        with self._lock:
+        with self._graph_lock:
             if self.graph is None or self.graph.ntotal == self._snapshot_count:
                 return False
             self._save_locked()
@@ -420,13 +439,16 @@ class VectorEngine:
             return np.empty(0, np.float32), np.empty(0, np.int64)
         return np.concatenate(dists), np.concatenate(poss)
 
-    def search(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        """Top-k positions among the candidates in ``mask`` (all living when ``None``), best first.
+    def search(
+        self, query: np.ndarray, k: int, flt: Filter | None = None, namespace: str | None = None
+    ) -> list[tuple[int, float]]:
+        """Top-k positions among living vectors that pass ``flt`` and are in ``namespace``, best first.
 
         Returns ``(position, faiss distance)`` pairs: inner product for cosine/dot-product (higher is
         closer) and squared L2 for euclidean (lower is closer).
         """
-        with self._lock:
+        with self._graph_lock, self._lock:
+            mask = self.mask(flt, namespace)
             q = np.ascontiguousarray(query, dtype=np.float32)
             h = self.indexed
             if mask is None:
