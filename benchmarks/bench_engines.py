@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 EF_UNFILTERED = [16, 24, 32, 48, 64, 96, 128, 256]
 EF_FILTERED = [16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048]
 USEARCH_OVERSAMPLE = [1, 2, 4, 8, 16]
-CROSSOVER_SELS = [0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001]
+CROSSOVER_SELS = [0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002]
 
 
 # ----------------------------------------------------------------------------- data
@@ -430,11 +430,11 @@ def main() -> int:
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--centers", type=int, default=1000)
-    ap.add_argument("--noise", type=float, default=1.0, help="noise norm relative to centre norm")
-    ap.add_argument("--decay", type=float, default=1.0, help="noise spectrum power-law decay")
+    ap.add_argument("--noise", type=float, default=2.5, help="noise norm relative to centre norm")
+    ap.add_argument("--decay", type=float, default=0.5, help="noise spectrum power-law decay")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--target", type=float, default=0.95, help="recall target")
-    ap.add_argument("--budget", type=float, default=6.0, help="max seconds per measured point")
+    ap.add_argument("--budget", type=float, default=3.0, help="max seconds per measured point")
     ap.add_argument("--min-queries", type=int, default=200)
     ap.add_argument("--selectivities", default="0.1,0.01")
     ap.add_argument(

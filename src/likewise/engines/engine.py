@@ -45,7 +45,7 @@ class EngineParams:
     m: int = 16
     ef_construction: int = 128
     ef_search: int = 64
-    exact_max_candidates: int = 20_000  # filtered sets up to this size are searched exactly
+    exact_max_candidates: int = 5_000  # candidate sets up to this size are searched exactly
     exact_max_selectivity: float = 0.03  # ... and so are filters that keep under 3% of the graph
     max_ef: int = 4096
     compact_dead_fraction: float = 0.3
