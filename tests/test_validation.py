@@ -121,7 +121,9 @@ def test_upsert_arrays_checks(idx: Any) -> None:
     "name,kwargs,error",
     [
         ("Bad", dict(dimensions=3), E.InvalidIndexNameError),
-        ("a", dict(dimensions=3), E.InvalidIndexNameError),
+        ("a-", dict(dimensions=3), E.InvalidIndexNameError),
+        ("9a", dict(dimensions=3), E.InvalidIndexNameError),
+        ("a/b", dict(dimensions=3), E.InvalidIndexNameError),
         ("x" * 65, dict(dimensions=3), E.InvalidIndexNameError),
         ("ok-name", dict(dimensions=0), E.InvalidArgumentError),
         ("ok-name", dict(dimensions=8193), E.InvalidArgumentError),

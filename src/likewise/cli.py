@@ -332,12 +332,19 @@ def delete_cmd(ids: tuple[str, ...], index_name: str, data: Path, as_json: bool)
 
 
 def _register_optional() -> None:
-    """Commands that live beside their subsystem (embedding, serving) join the group here."""
-    try:
-        from .embedders.cli import embed
-    except ImportError:
-        return
-    main.add_command(embed)
+    """Commands that live beside their subsystem (embedding, serving) join the group here.
+
+    Each is skipped when its module is absent, so the core CLI works without the optional extras
+    (the commands themselves import their heavy dependencies lazily and name the extra to install).
+    """
+    import importlib
+
+    for module, name in (("likewise.embedders.cli", "embed"), ("likewise.server.cli", "serve")):
+        try:
+            command = getattr(importlib.import_module(module), name)
+        except ImportError:
+            continue
+        main.add_command(command)
 
 
 _register_optional()

@@ -233,8 +233,8 @@ class Index:
             q = q / np.float32(np.linalg.norm(q))
         engine = self._engine
         hits = engine.search(q, top_k, flt, ns)
-        resolved = engine.resolve([p for p, _ in hits])
-        matches = [Match(id=vid, score=engine.score(d)) for (vid, _), (_, d) in zip(resolved, hits)]
+        resolved = [(vid, label) for vid, label, _ in hits]
+        matches = [Match(id=vid, score=score) for vid, _, score in hits]
         if matches and (return_values or return_metadata != "none"):
             rows = self._store.by_labels([label for _, label in resolved])
             indexed = self._indexed_properties() if return_metadata == "indexed" else []

@@ -46,7 +46,7 @@ __all__ = [
     "as_query_vector",
 ]
 
-INDEX_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*[a-z0-9]$")
+INDEX_NAME_RE = re.compile(r"^[a-z]([a-z0-9_-]*[a-z0-9])?$")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -280,6 +280,13 @@ def as_query_vector(vector: Any, dimensions: int, *, cosine: bool = False) -> np
     """Check one query vector and return it as float32 ``[dimensions]``."""
     if isinstance(vector, np.ndarray) and vector.ndim != 1:
         raise InvalidVectorTypeError(f"a query vector must be 1-D, got shape {vector.shape}")
+    if isinstance(vector, np.ndarray) and vector.dtype == np.float32 and len(vector) == dimensions:
+        # Fast path for what embedders return: only finiteness (and direction) left to check.
+        if not np.isfinite(vector).all():
+            return as_matrix(vector.reshape(1, -1), dimensions, ["query"])[0]  # raises the precise error
+        if cosine and not vector.any():
+            raise ZeroVectorError("the query vector is all zeros, which has no direction under the cosine metric")
+        return vector
     if not isinstance(vector, (np.ndarray, list, tuple)):
         raise InvalidVectorTypeError(f"a query vector must be an array of numbers, got {type(vector).__name__}")
     try:

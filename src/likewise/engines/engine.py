@@ -441,19 +441,26 @@ class VectorEngine:
 
     def search(
         self, query: np.ndarray, k: int, flt: Filter | None = None, namespace: str | None = None
-    ) -> list[tuple[int, float]]:
-        """Top-k positions among living vectors that pass ``flt`` and are in ``namespace``, best first.
+    ) -> list[tuple[str, int, float]]:
+        """Top-k living vectors that pass ``flt`` and are in ``namespace``, best first.
 
-        Returns ``(position, faiss distance)`` pairs: inner product for cosine/dot-product (higher is
-        closer) and squared L2 for euclidean (lower is closer).
+        Returns ``(id, label, score)`` with Vectorize scores (see :meth:`scores`). Ids are resolved
+        under the same lock as the search, so a concurrent delete cannot leave a hole.
         """
         with self._graph_lock, self._lock:
-            mask = self.mask(flt, namespace)
             q = np.ascontiguousarray(query, dtype=np.float32)
+            if flt is None and namespace is None and self.dead == 0 and not self.tail and self.graph is not None:
+                # The common case, kept lean: unfiltered, fully indexed, nothing deleted.
+                ef = max(self.params.ef_search, k)
+                d, pos = self.graph.search(q, k, ef, None)
+                self.last_plan = Plan("hnsw", self.count, ef)
+                keep = pos >= 0
+                return self._results(d[keep], pos[keep])
+            mask = self.mask(flt, namespace)
             h = self.indexed
             if mask is None:
                 candidates = self.count
-                graph_candidates = h
+                graph_candidates = h - int(np.count_nonzero(~self.alive.view[:h])) if self.dead else h
             else:
                 candidates = int(np.count_nonzero(mask))
                 graph_candidates = int(np.count_nonzero(mask[:h])) if h else 0
@@ -482,23 +489,24 @@ class VectorEngine:
                 parts_d.append(d.astype(np.float32))
                 parts_p.append(pos)
             self.last_plan = plan
-            dist = np.concatenate(parts_d) if parts_d else np.empty(0, np.float32)
-            pos = np.concatenate(parts_p) if parts_p else np.empty(0, np.int64)
+            dist = np.concatenate(parts_d) if len(parts_d) > 1 else parts_d[0]
+            pos = np.concatenate(parts_p) if len(parts_p) > 1 else parts_p[0]
+            key = -dist if self._higher_better() else dist
             if len(dist) > k:
-                part = np.argpartition(-dist if self._higher_better() else dist, k - 1)[:k]
-                dist, pos = dist[part], pos[part]
-            order = np.lexsort((pos, -dist if self._higher_better() else dist))
-            return [(int(pos[i]), float(dist[i])) for i in order]
+                part = np.argpartition(key, k - 1)[:k]
+                dist, pos, key = dist[part], pos[part], key[part]
+            order = np.lexsort((pos, key))
+            return self._results(dist[order], pos[order])
 
-    def score(self, distance: float) -> float:
-        """The Vectorize score for a faiss distance."""
+    def _results(self, dist: np.ndarray, pos: np.ndarray) -> list[tuple[str, int, float]]:
+        ids, labels = self.ids, self.labels.data
+        return [(ids[p] or "", int(labels[p]), s) for p, s in zip(pos.tolist(), self.scores(dist).tolist())]
+
+    def scores(self, distance: np.ndarray) -> np.ndarray:
+        """Vectorize scores for faiss distances: cosine similarity, euclidean distance, −dot product."""
+        d = distance.astype(np.float64)
         if self.metric == "cosine":
-            return max(-1.0, min(1.0, distance))
+            return np.clip(d, -1.0, 1.0)
         if self.metric == "dot-product":
-            return -distance
-        return math.sqrt(max(distance, 0.0))
-
-    def resolve(self, positions: Sequence[int]) -> list[tuple[str, int]]:
-        """(id, label) of positions."""
-        with self._lock:
-            return [(self.ids[p] or "", int(self.labels.data[p])) for p in positions]
+            return -d
+        return np.sqrt(np.maximum(d, 0.0))

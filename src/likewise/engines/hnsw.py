@@ -45,6 +45,7 @@ class HnswGraph:
             index = faiss.IndexHNSWFlat(dimensions, m, faiss_metric(metric))
             index.hnsw.efConstruction = ef_construction
         self.index = index
+        self._params: dict[int, Any] = {}
 
     @property
     def ntotal(self) -> int:
@@ -66,7 +67,9 @@ class HnswGraph:
         """HNSW search, restricted to ``mask`` when given. Returns faiss distances and positions."""
         q = query.reshape(1, -1)
         if mask is None:
-            params = faiss.SearchParametersHNSW(efSearch=ef)
+            params = self._params.get(ef)
+            if params is None:  # read-only once made, so one object per ef serves every thread
+                params = self._params[ef] = faiss.SearchParametersHNSW(efSearch=ef)
             dist, pos = self.index.search(q, k, params=params)
         else:
             sel, bits = bitmap_selector(mask)

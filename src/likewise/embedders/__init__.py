@@ -1,0 +1,1 @@
+"""Embedders: turn texts, records, items and images into vectors (placeholder during development)."""

