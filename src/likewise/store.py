@@ -368,7 +368,7 @@ class Store:
             yield labels, [r[1] for r in rows], matrix
             last = int(labels[-1])
 
-    def column(self, index_id: int, key: str) -> tuple[np.ndarray, list[Any], list[str]]:
+    def column(self, index_id: int, key: str) -> tuple[np.ndarray, list[Any], list[str | None]]:
         """One metadata property for every vector: labels, values and SQLite JSON types."""
         path = _json_path(key)
         with self.reading() as db:

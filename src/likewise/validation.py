@@ -265,7 +265,7 @@ def as_matrix(rows: Any, dimensions: int, ids: Sequence[str] | None = None, *, c
             id=name(i),
             index=j,
         )
-    mat = np.ascontiguousarray(mat64, dtype=np.float32)
+    mat: np.ndarray = np.ascontiguousarray(mat64, dtype=np.float32)
     if cosine and len(mat):
         zero = ~np.any(mat != 0, axis=1)
         if zero.any():
@@ -283,14 +283,16 @@ def as_query_vector(vector: Any, dimensions: int, *, cosine: bool = False) -> np
     if isinstance(vector, np.ndarray) and vector.dtype == np.float32 and len(vector) == dimensions:
         # Fast path for what embedders return: only finiteness (and direction) left to check.
         if not np.isfinite(vector).all():
-            return as_matrix(vector.reshape(1, -1), dimensions, ["query"])[0]  # raises the precise error
+            as_matrix(vector.reshape(1, -1), dimensions, ["query"])  # raises the precise error
         if cosine and not vector.any():
             raise ZeroVectorError("the query vector is all zeros, which has no direction under the cosine metric")
         return vector
     if not isinstance(vector, (np.ndarray, list, tuple)):
         raise InvalidVectorTypeError(f"a query vector must be an array of numbers, got {type(vector).__name__}")
     try:
-        return as_matrix([vector] if not isinstance(vector, np.ndarray) else vector.reshape(1, -1), dimensions, ["query"], cosine=cosine)[0]
+        rows = [vector] if not isinstance(vector, np.ndarray) else vector.reshape(1, -1)
+        out: np.ndarray = as_matrix(rows, dimensions, ["query"], cosine=cosine)[0]
+        return out
     except DimensionMismatchError as exc:
         got = exc.details.get("got")
         raise DimensionMismatchError(

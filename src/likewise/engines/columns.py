@@ -128,15 +128,15 @@ class Column:
     def _eq(self, value: Scalar) -> np.ndarray:
         kind = self.kind.view
         if value is None:
-            return kind == KIND_NULL
+            return np.asarray(kind == KIND_NULL)
         if isinstance(value, bool):
-            return (kind == KIND_BOOL) & (self.num.view == (1.0 if value else 0.0))
+            return np.asarray((kind == KIND_BOOL) & (self.num.view == (1.0 if value else 0.0)))
         if isinstance(value, float):
-            return (kind == KIND_NUMBER) & (self.num.view == value)
+            return np.asarray((kind == KIND_NUMBER) & (self.num.view == value))
         code = self._codes.get(value)
         if code is None:
             return np.zeros(len(kind), dtype=bool)
-        return self.code.view == code  # codes are -1 for every non-string
+        return np.asarray(self.code.view == code)  # codes are -1 for every non-string
 
     def _in(self, values: tuple[Scalar, ...]) -> np.ndarray:
         strings = [v for v in values if isinstance(v, str)]
@@ -166,7 +166,7 @@ class Column:
             hit = num > bound
         else:
             hit = num >= bound
-        return hit & (self.kind.view == KIND_NUMBER)
+        return np.asarray(hit & (self.kind.view == KIND_NUMBER))
 
     def evaluate(self, cond: Condition) -> np.ndarray:
         """The positions (as a boolean mask) where ``cond`` holds."""

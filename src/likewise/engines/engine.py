@@ -142,7 +142,8 @@ class VectorEngine:
                 ids_arr = np.asarray(store_ids, dtype=object)
                 self.labels.extend(snap.labels)
                 self.alive.extend(present)
-                self.ids.extend(np.where(present, ids_arr[clipped] if len(ids_arr) else None, None).tolist())
+                found = ids_arr[clipped].tolist() if len(ids_arr) else [None] * len(present)
+                self.ids.extend(i if ok else None for i, ok in zip(found, present.tolist()))
                 self.dead = int((~present).sum())
                 after = int(snap.labels[-1]) if len(snap.labels) else 0
                 how = f"snapshot of {snap.graph.ntotal} vectors"

@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
+
+# faiss' SWIG stubs lack SearchParametersHNSW, selectors and get_xb: use it untyped.
+faiss: Any = _faiss
 
 __all__ = ["HnswGraph", "Snapshot", "save_snapshot", "load_snapshot", "faiss_metric", "bitmap_selector"]
 

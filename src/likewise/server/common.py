@@ -1,0 +1,112 @@
+"""Plumbing shared by the route modules: app state, auth, body reading, JSON responses, threads.
+
+Route handlers are ``async def`` that read and parse the body on the event loop, then run the
+database or model call in a worker thread (:func:`run`), so a faiss search or an ONNX batch never
+blocks other requests. Responses are serialised here with the standard library directly, skipping
+FastAPI's response-model machinery: it is the largest per-request cost on small queries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TypeVar
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..database import Database
+from .auth import Authenticator, Principal, Role
+from .errors import ApiError, is_json_media_type, parse_json, unsupported_media_type
+from .metrics import Metrics
+from .models import ModelRegistry
+
+__all__ = [
+    "AppState",
+    "state",
+    "authorize",
+    "run",
+    "read_body",
+    "read_json",
+    "json_bytes",
+    "json_response",
+    "NO_RETRY",
+]
+
+T = TypeVar("T")
+
+# Stainless SDKs (Cloudflare's, OpenAI's) retry 409, 429 and 5xx unless told not to.
+NO_RETRY = {"x-should-retry": "false"}
+
+
+@dataclass
+class AppState:
+    """Everything a request needs, stored on ``app.state.likewise``."""
+
+    db: Database
+    auth: Authenticator
+    models: ModelRegistry
+    metrics: Metrics
+    max_body_bytes: int
+    max_batch: int
+    close_db: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def state(request: Request) -> AppState:
+    return request.app.state.likewise  # type: ignore[no-any-return]
+
+
+def authorize(request: Request, role: Role, index: str | None = None) -> Principal:
+    """Authenticate the request and require ``role`` on ``index``; 401/403 otherwise."""
+    principal = state(request).auth.authenticate(request.headers)
+    principal.require(role, index)
+    return principal
+
+
+async def run(func: Callable[..., T], *args: Any) -> T:
+    """Run blocking work (database, model) in the worker-thread pool."""
+    return await anyio.to_thread.run_sync(func, *args)
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body (the size limit is enforced by the body-limit middleware while it streams in)."""
+    return await request.body()
+
+
+async def read_json(request: Request, *, check_media_type: bool = True, what: str = "request body") -> Any:
+    """Parse the body as JSON, after checking that the ``Content-Type`` says JSON (else 415)."""
+    if check_media_type:
+        ctype = request.headers.get("content-type")
+        if not is_json_media_type(ctype):
+            raise unsupported_media_type(ctype or "")
+    return parse_json(await read_body(request), what=what)
+
+
+def require_object(body: Any, what: str = "request body") -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_argument", f"{what} must be a JSON object, got {_json_type(body)}")
+    return body
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def json_response(payload: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(json_bytes(payload), status_code=status, headers=headers, media_type="application/json")
