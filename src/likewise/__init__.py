@@ -9,15 +9,21 @@ The embedded database::
     idx.query([...], top_k=5, filter={"genre": "sitcom"})
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import errors
 from .database import Database, open
 from .engines import EngineParams
 from .index import Index
 from .types import IndexConfig, IndexInfo, Match, MetadataIndex, QueryResult, Vector, VectorList
 
+if TYPE_CHECKING:
+    from .client import Client
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
     "Database",
     "EngineParams",
     "Index",
@@ -32,3 +38,12 @@ __all__ = [
     "open",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Client needs httpx (the "server" extra), so it is imported on first use, not with likewise.
+    if name == "Client":
+        from .client import Client
+
+        return Client
+    raise AttributeError(f"module 'likewise' has no attribute {name!r}")

@@ -27,15 +27,20 @@ faiss: Any = _faiss
 __all__ = ["HnswGraph", "Snapshot", "save_snapshot", "load_snapshot", "faiss_metric", "bitmap_selector"]
 
 
+GATHER_MAX = 4096  # candidate sets up to this size are gathered and scored with numpy
+
+
 def faiss_metric(metric: str) -> int:
     """faiss metric for a likewise metric: cosine (on unit vectors) and dot-product use inner product."""
     return int(faiss.METRIC_L2 if metric == "euclidean" else faiss.METRIC_INNER_PRODUCT)
 
 
-def bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
-    """A faiss selector for the positions where ``mask`` is true; keep the bytes alive while searching."""
-    bits = np.packbits(mask, bitorder="little")
-    return faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bits)), bits
+def bitmap_selector(bits: np.ndarray, n: int) -> Any:
+    """A faiss selector over positions ``0..n-1`` from a little-endian packed bitmap.
+
+    The selector points into ``bits``; the caller keeps ``bits`` alive while searching.
+    """
+    return faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
 
 
 class HnswGraph:
@@ -66,31 +71,46 @@ class HnswGraph:
         view = faiss.rev_swig_ptr(flat.get_xb(), n * d)
         return np.asarray(view).reshape(n, d)
 
-    def search(self, query: np.ndarray, k: int, ef: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """HNSW search, restricted to ``mask`` when given. Returns faiss distances and positions."""
+    def search(self, query: np.ndarray, k: int, ef: int, bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """HNSW search, restricted to the packed bitmap ``bits`` when given. Returns distances, positions."""
         q = query.reshape(1, -1)
-        if mask is None:
+        if bits is None:
             params = self._params.get(ef)
             if params is None:  # read-only once made, so one object per ef serves every thread
                 params = self._params[ef] = faiss.SearchParametersHNSW(efSearch=ef)
             dist, pos = self.index.search(q, k, params=params)
         else:
-            sel, bits = bitmap_selector(mask)
-            params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
-            dist, pos = self.index.search(q, k, params=params)
-            del bits
+            sel = bitmap_selector(bits, self.ntotal)
+            dist, pos = self.index.search(q, k, params=faiss.SearchParametersHNSW(sel=sel, efSearch=ef))
         return dist[0], pos[0]
 
-    def exact(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search over the stored vectors, restricted to ``mask`` when given."""
+    def exact(
+        self, query: np.ndarray, k: int, bits: np.ndarray | None, positions: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the stored vectors, restricted to ``positions`` or the bitmap ``bits``.
+
+        A small candidate set (``positions``) is gathered and scored with one matrix product; a
+        large one is scanned by faiss with the bitmap, which avoids copying the candidates.
+        """
+        if positions is not None:
+            rows = self.vectors()[positions]
+            if self.metric == "euclidean":
+                diff = rows - query
+                dist = np.einsum("ij,ij->i", diff, diff)
+                key = dist
+            else:
+                dist = rows @ query
+                key = -dist
+            best = np.argpartition(key, k - 1)[:k] if len(key) > k else np.arange(len(key))
+            best = best[np.argsort(key[best], kind="stable")]
+            return dist[best].astype(np.float32), positions[best]
         q = query.reshape(1, -1)
         storage = self.index.storage
-        if mask is None:
+        if bits is None:
             dist, pos = storage.search(q, k)
         else:
-            sel, bits = bitmap_selector(mask)
+            sel = bitmap_selector(bits, self.ntotal)
             dist, pos = storage.search(q, k, params=faiss.SearchParameters(sel=sel))
-            del bits
         return dist[0], pos[0]
 
 

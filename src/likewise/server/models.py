@@ -28,6 +28,8 @@ __all__ = [
     "ModelRegistry",
     "resolve_model_name",
     "count_tokens",
+    "token_report",
+    "max_input_tokens",
 ]
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -70,26 +72,21 @@ PRESETS: dict[str, Preset] = {
 def resolve_model_name(name: str) -> str:
     """The Hugging Face id for ``name`` (an HF id, a Workers AI ``@cf/…`` id or an alias)."""
     try:
-        from ..embedders import resolve_model  # type: ignore[attr-defined]
+        from ..embedders.models import canonical_model_id
     except ImportError:
-        resolve_model = None
-    if resolve_model is not None:
-        try:
-            return str(resolve_model(name))
-        except (KeyError, ValueError, LookupError):
-            pass
-    return _ALIASES.get(name, name)
+        return _ALIASES.get(name, name)
+    return canonical_model_id(name)  # unknown @cf/ names raise ModelNotFoundError listing the known ones
 
 
-def _default_factory(model_id: str) -> Any:
+def _default_factory(model_id: str, **options: Any) -> Any:
     try:
-        from ..embedders import TextEmbedder  # type: ignore[attr-defined]
+        from ..embedders.text import TextEmbedder
     except ImportError as exc:
         raise MissingDependencyError(
             "text embedding needs likewise's embedders; install them with: pip install 'likewise[embed]'",
             extra="embed",
         ) from exc
-    return TextEmbedder(model_id)
+    return TextEmbedder(model_id, **options)
 
 
 class ModelRegistry:
@@ -100,26 +97,31 @@ class ModelRegistry:
     ) -> None:
         self._factory = factory or _default_factory
         self.default_model = default_model
-        self._models: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._models: dict[tuple[str, str | None], Any] = {}
+        self._locks: dict[tuple[str, str | None], threading.Lock] = {}
         self._guard = threading.Lock()
 
     def loaded(self) -> list[str]:
-        return sorted(self._models)
+        return sorted({model_id for model_id, _ in self._models})
 
-    def get(self, name: str | None = None) -> Any:
-        """The embedder for ``name`` (default model when ``None``), loading it on first use."""
+    def get(self, name: str | None = None, pooling: str | None = None) -> Any:
+        """The embedder for ``name`` (default model when ``None``), loading it on first use.
+
+        ``pooling`` other than ``None`` asks for that pooling instead of the model's own (Workers AI's
+        ``"cls"``); it is a separate instance, since pooling is fixed when an embedder is built.
+        """
         model_id = resolve_model_name(name or self.default_model)
-        found = self._models.get(model_id)
+        key = (model_id, pooling)
+        found = self._models.get(key)
         if found is not None:
             return found
         with self._guard:
-            lock = self._locks.setdefault(model_id, threading.Lock())
+            lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            found = self._models.get(model_id)
+            found = self._models.get(key)
             if found is None:
                 try:
-                    found = self._factory(model_id)
+                    found = self._factory(model_id, pooling=pooling) if pooling else self._factory(model_id)
                 except (ModelNotFoundError, MissingDependencyError):
                     raise
                 except (OSError, ValueError, KeyError, LookupError) as exc:
@@ -127,12 +129,12 @@ class ModelRegistry:
                     raise ModelNotFoundError(
                         f"model {name!r} is not available on this server: {exc}", model=name
                     ) from exc
-                self._models[model_id] = found
+                self._models[key] = found
         return found
 
-    def embed(self, texts: Sequence[str], name: str | None = None) -> tuple[Any, np.ndarray]:
+    def embed(self, texts: Sequence[str], name: str | None = None, pooling: str | None = None) -> tuple[Any, np.ndarray]:
         """Embed ``texts`` with model ``name``; returns ``(embedder, float32 [n, d])``."""
-        model = self.get(name)
+        model = self.get(name, pooling)
         matrix = np.asarray(model.embed_batch(list(texts)), dtype=np.float32)
         return model, matrix
 
@@ -140,33 +142,39 @@ class ModelRegistry:
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
-def count_tokens(model: Any, texts: Sequence[str]) -> list[int]:
-    """Tokens per text as the model counts them when it can tell; otherwise a word-piece estimate."""
+def token_report(model: Any, texts: Sequence[str]) -> tuple[list[int], list[bool]]:
+    """Tokens per text, and which texts exceed the model's input limit.
+
+    Uses, in order: a public ``count_tokens(texts)``; the model's own tokenizer (TextEmbedder's,
+    which marks truncated encodings as ``overflowing``); else a word-piece estimate, which is never
+    used to refuse input (it could be wrong near the limit).
+    """
+    limit = max_input_tokens(model)
     counter = getattr(model, "count_tokens", None)
     if callable(counter):
-        try:
-            counts = counter(list(texts))
-            if isinstance(counts, int):
-                return [counts] if len(texts) == 1 else [counts // max(len(texts), 1)] * len(texts)
-            return [int(c) for c in counts]
-        except Exception:  # noqa: BLE001 - fall back to the estimate rather than fail a request
-            pass
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is not None:
-        try:
-            if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer
-                return [len(e.ids) for e in tokenizer.encode_batch(list(texts))]
-            return [len(tokenizer(t)["input_ids"]) for t in texts]  # transformers tokenizer
-        except Exception:  # noqa: BLE001
-            pass
+        counts = [int(c) for c in counter(list(texts))]
+        return counts, [limit is not None and c > limit for c in counts]
+    load = getattr(model, "load", None)
+    if callable(load):
+        load()
+        tokenizer = getattr(model, "_tokenizer", None)  # TextEmbedder's; see the report on a public API
+        encode = getattr(tokenizer, "encode", None)
+        if callable(encode):
+            encodings, _ = encode(list(texts))
+            return [len(e.ids) for e in encodings], [bool(getattr(e, "overflowing", None)) for e in encodings]
     # [CLS] + pieces + [SEP]; WordPiece splits long words, so count ~1 extra piece per 6 letters.
-    return [2 + sum(1 + len(w) // 6 for w in _WORD.findall(t)) for t in texts]
+    return [2 + sum(1 + len(w) // 6 for w in _WORD.findall(t)) for t in texts], [False] * len(texts)
+
+
+def count_tokens(model: Any, texts: Sequence[str]) -> list[int]:
+    """Tokens per text, as well as the model can tell (see :func:`token_report`)."""
+    return token_report(model, texts)[0]
 
 
 def max_input_tokens(model: Any) -> int | None:
     """The model's input limit in tokens, if it says."""
-    for attr in ("max_input_tokens", "max_tokens", "max_seq_length"):
+    for attr in ("max_input_tokens", "max_length", "max_tokens", "max_seq_length"):
         value = getattr(model, attr, None)
-        if isinstance(value, int) and value > 0:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None

@@ -21,11 +21,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import BatchTooLargeError, InvalidArgumentError
+from ..errors import BatchTooLargeError, InvalidArgumentError, InvalidIdError
 from ..index import Index
 from .common import authorize, json_response, read_json, require_object, run, state
 from .errors import ApiError, parse_strict_json
-from .models import count_tokens, max_input_tokens
+from .models import max_input_tokens, token_report
 
 __all__ = ["router", "index_config", "check_keys", "parse_ndjson_vectors"]
 
@@ -131,6 +131,7 @@ async def list_indexes(request: Request) -> Response:
                 "metric": {"type": "string", "enum": ["cosine", "euclidean", "dot-product"]},
                 "description": {"type": "string"},
                 "model": {"type": "string", "description": "embedding model; sets dimensions when omitted"},
+                "config": {"type": "object", "description": "extra configuration stored with the index"},
             },
         }
     ),
@@ -139,12 +140,14 @@ async def create_index(request: Request) -> Response:
     st = state(request)
     principal = st.auth.authenticate(request.headers)  # 401 before the body is even read
     body = require_object(await read_json(request))
-    check_keys(body, ("name", "dimensions", "metric", "description", "model"), "create index")
+    check_keys(body, ("name", "dimensions", "metric", "description", "model", "config"), "create index")
     name = body.get("name")
     principal.require("admin", name if isinstance(name, str) else None)
     model = body.get("model")
     dimensions = body.get("dimensions")
-    config: dict[str, Any] = {}
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise InvalidArgumentError("config must be a JSON object")
     if model is not None:
         if not isinstance(model, str) or not model:
             raise InvalidArgumentError("model must be a non-empty string")
@@ -196,6 +199,9 @@ async def _vectors_body(request: Request) -> list[Any]:
         if not isinstance(vectors, list):
             raise InvalidArgumentError("'vectors' must be an array of {id, values, metadata?, namespace?} objects")
     _check_batch(request, len(vectors))
+    for i, item in enumerate(vectors):  # the bad-input table wants invalid_id for a missing id
+        if isinstance(item, dict) and "id" not in item:
+            raise InvalidIdError(f"vector #{i} has no 'id'", index=i)
     return list(vectors)
 
 
@@ -439,20 +445,17 @@ async def embed(request: Request) -> Response:
 
     def work() -> tuple[Any, np.ndarray, list[int]]:
         model = st.models.get(model_name)
-        tokens = count_tokens(model, texts)
-        limit = max_input_tokens(model)
-        if limit is not None and not truncate:
-            for i, n in enumerate(tokens):
-                if n > limit:
-                    raise ApiError(
-                        422,
-                        "input_too_long",
-                        f"input #{i} has {n} tokens; {model.model_id} takes at most {limit} "
-                        "(send truncate=true to cut it)",
-                        index=i,
-                        tokens=n,
-                        limit=limit,
-                    )
+        tokens, too_long = token_report(model, texts)
+        if any(too_long) and not truncate:
+            i = too_long.index(True)
+            raise ApiError(
+                422,
+                "input_too_long",
+                f"input #{i} is longer than the {max_input_tokens(model)} tokens {model.model_id} takes "
+                "(send truncate=true to embed only its start)",
+                index=i,
+                limit=max_input_tokens(model),
+            )
         _, matrix = st.models.embed(texts, model_name)
         return model, matrix, tokens
 

@@ -1,0 +1,350 @@
+"""``likewise.Client``: the embedded ``Database``/``Index`` interface, over HTTP.
+
+::
+
+    client = likewise.Client("http://127.0.0.1:8787", token="…")
+    idx = client.create_index("shows", dimensions=384)
+    idx.upsert([likewise.Vector("a", [...])])
+    idx.query([...], top_k=5, filter={"genre": "sitcom"})
+
+Same method names, signatures and return types as :class:`likewise.Database` and
+:class:`likewise.Index` (the conformance suite runs against both and demands identical answers).
+Arguments go to the server as given, so the server's core validators raise the same errors they
+raise in-process; errors come back as the same :mod:`likewise.errors` classes, rebuilt from the wire
+``code``. Failures that only exist over HTTP (authentication, connection) are
+:class:`likewise.server.errors.ApiError`, also a :class:`~likewise.errors.LikewiseError`.
+
+One difference: a write larger than one request (``batch_size`` vectors, default 5,000, Vectorize's
+HTTP limit) is sent as several requests, each atomic on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from types import TracebackType
+from typing import Any, Iterable, Mapping, Sequence
+
+import httpx
+import numpy as np
+
+from . import errors as _errors
+from .errors import LikewiseError
+from .server.errors import ApiError
+from .types import IndexConfig, IndexInfo, Match, MetadataIndex, QueryResult, Vector, VectorList
+
+__all__ = ["Client", "RemoteIndex"]
+
+_ERROR_CLASSES: dict[str, type[LikewiseError]] = {
+    cls.code: cls for cls in (getattr(_errors, name) for name in _errors.__all__)
+}
+_MAX_REQUEST_BYTES = 40_000_000  # stay well under the server's default 100 MB body limit
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    return repr(obj)  # the server's validators then reject it with the usual error
+
+
+def _dumps(payload: Any) -> bytes:
+    # allow_nan: NaN/Infinity reach the server, whose validators reject them exactly as in-process.
+    return json.dumps(payload, default=_default, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _error_from(response: httpx.Response) -> LikewiseError:
+    try:
+        err = response.json()["error"]
+        code, message, details = str(err["code"]), str(err["message"]), dict(err.get("details") or {})
+    except (ValueError, KeyError, TypeError):
+        return ApiError(response.status_code, "http_error", f"HTTP {response.status_code}: {response.text[:200]}")
+    cls = _ERROR_CLASSES.get(code)
+    if cls is None:
+        return ApiError(response.status_code, code, message, **details)
+    return cls(message, **details)
+
+
+class Client:
+    """A likewise server, with the interface of :class:`likewise.Database`."""
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8787",
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        batch_size: int = 5000,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"accept": "application/json", "user-agent": "likewise-client"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.url = url.rstrip("/")
+        self.batch_size = batch_size
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"likewise.Client({self.url!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, payload: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        content = _dumps(payload) if payload is not None else None
+        headers = {"content-type": "application/json"} if content is not None else None
+        try:
+            response = self._http.request(method, path, content=content, headers=headers, params=params)
+        except httpx.TransportError as exc:
+            raise ApiError(503, "connection_error", f"cannot reach {self.url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json()
+
+    # -- the Database interface -------------------------------------------------------------------
+
+    def create_index(
+        self,
+        name: str,
+        dimensions: int | None = None,
+        metric: str = "cosine",
+        description: str | None = None,
+        *,
+        config: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> "RemoteIndex":
+        """Create an index; with ``model``, the server's model sets the dimensions and is recorded."""
+        payload: dict[str, Any] = {"name": name, "dimensions": dimensions, "metric": metric, "description": description}
+        if config is not None:
+            payload["config"] = config
+        if model is not None:
+            payload["model"] = model
+        return RemoteIndex(self, IndexConfig(**self._request("POST", "/v1/indexes", payload)))
+
+    def index(self, name: str) -> "RemoteIndex":
+        return RemoteIndex(self, IndexConfig(**self._request("GET", f"/v1/indexes/{_seg(name)}")))
+
+    def list_indexes(self) -> list[IndexConfig]:
+        return [IndexConfig(**c) for c in self._request("GET", "/v1/indexes")["indexes"]]
+
+    def delete_index(self, name: str) -> None:
+        self._request("DELETE", f"/v1/indexes/{_seg(name)}")
+
+    def embed(self, texts: str | Sequence[str], model: str | None = None, *, truncate: bool = False) -> np.ndarray:
+        """Embed texts with the server's model; float32 ``[n, d]`` (``[d]`` for one string)."""
+        payload: dict[str, Any] = {"input": texts, "truncate": truncate}
+        if model is not None:
+            payload["model"] = model
+        out = np.asarray(self._request("POST", "/v1/embed", payload)["vectors"], dtype=np.float32)
+        return out[0] if isinstance(texts, str) else out
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._request("GET", "/healthz"))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _seg(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+class RemoteIndex:
+    """One index on a likewise server, with the interface of :class:`likewise.Index`."""
+
+    def __init__(self, client: Client, config: IndexConfig) -> None:
+        self._client = client
+        self._config = config
+        self._base = f"/v1/indexes/{_seg(config.name)}"
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def dimensions(self) -> int:
+        return self._config.dimensions
+
+    @property
+    def metric(self) -> str:
+        return self._config.metric
+
+    @property
+    def config(self) -> IndexConfig:
+        return self._config
+
+    def __repr__(self) -> str:
+        return f"RemoteIndex(name={self.name!r}, dimensions={self.dimensions}, metric={self.metric!r})"
+
+    def __len__(self) -> int:
+        return self.info().vector_count
+
+    def _call(self, method: str, path: str, payload: Any = None, params: Mapping[str, str] | None = None) -> Any:
+        return self._client._request(method, self._base + path, payload, params)
+
+    def info(self) -> IndexInfo:
+        return IndexInfo(**self._call("GET", "/info"))
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def _rows_per_request(self) -> int:
+        per_row = self.dimensions * 24 + 256  # JSON floats are ~20 characters, plus id and metadata
+        return max(1, min(self._client.batch_size, _MAX_REQUEST_BYTES // per_row))
+
+    def _write(self, op: str, vectors: Iterable[Vector | Mapping[str, Any]]) -> str:
+        items = [_wire_vector(v) for v in vectors]
+        step = self._rows_per_request()
+        mutation = ""
+        for start in range(0, max(len(items), 1), step):
+            mutation = self._call("POST", f"/{op}", {"vectors": items[start : start + step]})["mutation_id"]
+        return str(mutation)
+
+    def insert(self, vectors: Iterable[Vector | Mapping[str, Any]]) -> str:
+        """Add vectors; ids that already exist are left as they are. Returns the mutation id."""
+        return self._write("insert", vectors)
+
+    def upsert(self, vectors: Iterable[Vector | Mapping[str, Any]]) -> str:
+        """Create or fully replace vectors. Returns the mutation id."""
+        return self._write("upsert", vectors)
+
+    def upsert_arrays(
+        self,
+        ids: Sequence[str],
+        matrix: np.ndarray | Sequence[Sequence[float]],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        namespace: str | None = None,
+    ) -> str:
+        """Upsert a numpy batch; numeric 2-D arrays travel as base64 float32 (no JSON float parsing)."""
+        ids = list(ids) if not isinstance(ids, str) else ids
+        binary = isinstance(matrix, np.ndarray) and matrix.ndim == 2 and matrix.dtype.kind in "fiu"
+        n = len(ids)
+        step = self._client.batch_size if binary else self._rows_per_request()
+        if isinstance(ids, str) or n <= step or (metadata is not None and len(metadata) != n):
+            return self._upsert_arrays(ids, matrix, metadata, namespace, binary)
+        if len(matrix) != n:
+            return self._upsert_arrays(ids, matrix, metadata, namespace, binary)  # the server names the problem
+        mutation = ""
+        for start in range(0, n, step):
+            part_meta = list(metadata[start : start + step]) if metadata is not None else None
+            mutation = self._upsert_arrays(
+                ids[start : start + step], matrix[start : start + step], part_meta, namespace, binary
+            )
+        return mutation
+
+    def _upsert_arrays(self, ids: Any, matrix: Any, metadata: Any, namespace: Any, binary: bool) -> str:
+        payload: dict[str, Any] = {"ids": ids, "metadata": metadata, "namespace": namespace}
+        if binary:
+            mat = np.ascontiguousarray(matrix, dtype="<f4")
+            payload["values_b64"] = base64.b64encode(mat.tobytes()).decode("ascii")
+            payload["shape"] = list(mat.shape)
+        else:
+            payload["values"] = matrix
+        return str(self._call("POST", "/upsert_arrays", payload)["mutation_id"])
+
+    def delete_by_ids(self, ids: Sequence[str]) -> str:
+        """Delete vectors by id (unknown ids are ignored). Returns the mutation id."""
+        return str(self._call("POST", "/delete_by_ids", {"ids": ids})["mutation_id"])
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def get_by_ids(self, ids: Sequence[str]) -> list[Vector]:
+        found = self._call("POST", "/get_by_ids", {"ids": ids})["vectors"]
+        return [Vector(v["id"], v["values"], v.get("metadata"), v.get("namespace")) for v in found]
+
+    def _query(self, payload: dict[str, Any]) -> QueryResult:
+        out = self._call("POST", "/query", payload)
+        return QueryResult([Match(**m) for m in out["matches"]])
+
+    @staticmethod
+    def _options(top_k: Any, filter: Any, namespace: Any, return_values: Any, return_metadata: Any) -> dict[str, Any]:
+        return {
+            "top_k": top_k,
+            "filter": filter,
+            "namespace": namespace,
+            "return_values": return_values,
+            "return_metadata": return_metadata,
+        }
+
+    def query(
+        self,
+        vector: Sequence[float] | np.ndarray,
+        top_k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        return_values: bool = False,
+        return_metadata: str = "none",
+    ) -> QueryResult:
+        """The ``top_k`` nearest vectors among those that pass ``filter`` (and are in ``namespace``)."""
+        return self._query({"vector": vector, **self._options(top_k, filter, namespace, return_values, return_metadata)})
+
+    def query_by_id(
+        self,
+        id: str,
+        top_k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        return_values: bool = False,
+        return_metadata: str = "none",
+    ) -> QueryResult:
+        """Query with the stored vector of ``id``."""
+        return self._query({"id": id, **self._options(top_k, filter, namespace, return_values, return_metadata)})
+
+    def query_text(
+        self,
+        text: str,
+        top_k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        return_values: bool = False,
+        return_metadata: str = "none",
+        *,
+        model: str | None = None,
+    ) -> QueryResult:
+        """Query with the embedding of ``text`` (the index's model, else ``model``, else the default)."""
+        payload = {"text": text, **self._options(top_k, filter, namespace, return_values, return_metadata)}
+        if model is not None:
+            payload["model"] = model
+        return self._query(payload)
+
+    def list_vectors(self, count: int = 100, cursor: str | None = None) -> VectorList:
+        """One page of ids in id order; the iteration sees the index as it was at the first page."""
+        params = {"count": str(count)}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = self._call("GET", "/vectors", params=params)
+        page.pop("count", None)
+        return VectorList(**page)
+
+    # -- metadata indexes -------------------------------------------------------------------------
+
+    def create_metadata_index(self, property_name: str, index_type: str) -> str:
+        payload = {"property_name": property_name, "index_type": index_type}
+        return str(self._call("POST", "/metadata_indexes", payload)["mutation_id"])
+
+    def list_metadata_indexes(self) -> list[MetadataIndex]:
+        return [MetadataIndex(**m) for m in self._call("GET", "/metadata_indexes")["metadata_indexes"]]
+
+    def delete_metadata_index(self, property_name: str) -> str:
+        return str(self._call("DELETE", f"/metadata_indexes/{_seg(property_name)}")["mutation_id"])
+
+    def optimize(self) -> None:
+        self._call("POST", "/optimize", {})
+
+
+def _wire_vector(v: Any) -> Any:
+    """A vector as JSON, without converting or checking anything (the server's core does that)."""
+    if isinstance(v, Vector):
+        return {"id": v.id, "values": v.values, "metadata": v.metadata, "namespace": v.namespace}
+    if isinstance(v, Mapping):
+        return dict(v)
+    return v
