@@ -95,23 +95,56 @@ class Database:
         self,
         name: str,
         dimensions: int | None = None,
-        metric: str = "cosine",
+        metric: str | None = None,
         description: str | None = None,
         *,
-        config: dict[str, Any] | None = None,
+        model: str | None = None,
+        embedder: Any | None = None,
     ) -> Index:
-        """Create an index. Its name, dimensions and metric cannot change afterwards."""
+        """Create an index. Its name, dimensions, metric and embedder cannot change afterwards.
+
+        ``model`` (a text model: Hugging Face id, local path or ``@cf/...`` name) or ``embedder`` (a
+        fitted ``RecordEmbedder``, ``ItemEmbedder``, ``ImageEmbedder`` or a ``TextEmbedder``) binds
+        the index to an embedder: dimensions and metric come from it, and ``upsert_texts``,
+        ``query_text`` and friends embed for you.
+        """
         self._check_open()
         check_index_name(name)
+        if model is not None and embedder is not None:
+            raise InvalidArgumentError("give either model= or embedder=, not both")
+        extra: dict[str, Any] = {}
+        if model is not None or embedder is not None:
+            from .binding import describe_embedder, text_embedder_config
+
+            if model is not None:
+                bound, dims_from, metric_from = text_embedder_config(model, self.embedding_cache_path)
+            else:
+                bound, dims_from, metric_from = describe_embedder(embedder)
+            if dimensions is not None and dimensions != dims_from:
+                raise InvalidArgumentError(
+                    f"dimensions={dimensions} disagrees with the embedder, which makes {dims_from}-d vectors"
+                )
+            dimensions, metric = dims_from, metric or metric_from
+            extra = {"embedder": bound}
+            if "model" in bound:
+                extra["model"] = bound["model"]
         dims = check_dimensions(dimensions)
-        check_metric(metric)
+        metric = check_metric(metric or "cosine")
         if description is not None and not isinstance(description, str):
             raise InvalidArgumentError(f"description must be a string, got {type(description).__name__}")
         with self._write_lock:
-            row = self._store.create_index(name, dims, metric, description, json.dumps(config or {}))
+            row = self._store.create_index(name, dims, metric, description, json.dumps(extra))
             if row is None:
                 raise IndexExistsError(f"an index named {name!r} already exists", name=name)
-            return self._open_index(row)
+            index = self._open_index(row)
+            if embedder is not None:
+                index._embedder = embedder
+            return index
+
+    @property
+    def embedding_cache_path(self) -> Path:
+        """The persistent embedding cache of this data directory (keyed by model and text hash)."""
+        return self.path / "embedding-cache.db"
 
     def index(self, name: str) -> Index:
         """The index called ``name``."""

@@ -62,6 +62,7 @@ class Index:
         self._store: Store = db._store
         self._engine = engine
         self._write_lock: threading.RLock = db._write_lock
+        self._embedder: Any | None = None
 
     # -- description ------------------------------------------------------------------------------
 
@@ -352,6 +353,85 @@ class Index:
                 f"index {self.name!r} has no metadata index on {property_name!r}", property=property_name
             )
         return str(seq)
+
+    # -- embedding for you -----------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Any:
+        """The embedder this index is bound to (built from its stored configuration on first use)."""
+        if self._embedder is None:
+            from .binding import build_embedder
+
+            bound = json.loads(self._row.config or "{}").get("embedder")
+            if bound is None:
+                raise InvalidArgumentError(
+                    f"index {self.name!r} has no embedder: create it with model=... or embedder=... to "
+                    "upsert and query objects instead of vectors"
+                )
+            self._embedder = build_embedder(bound, self._db.embedding_cache_path)
+        return self._embedder
+
+    def _upsert_objects(self, items: Sequence[Sequence[Any]], namespace: str | None, what: str) -> str:
+        ids: list[str] = []
+        objects: list[Any] = []
+        metas: list[Mapping[str, Any] | None] = []
+        for i, item in enumerate(items):
+            if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+                raise InvalidInputError(f"{what} #{i} must be (id, {what}) or (id, {what}, metadata)", index=i)
+            ids.append(item[0])
+            objects.append(item[1])
+            metas.append(item[2] if len(item) == 3 else None)
+        check_ids(ids)
+        matrix = self.embedder.embed_batch(objects) if objects else np.zeros((0, self.dimensions), np.float32)
+        return self.upsert_arrays(ids, matrix, metadata=metas, namespace=namespace)
+
+    def upsert_texts(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Embed and upsert ``(id, text)`` or ``(id, text, metadata)`` items (through the cache)."""
+        return self._upsert_objects(items, namespace, "text")
+
+    def upsert_records(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Embed and upsert ``(id, record)`` or ``(id, record, metadata)`` items with the record embedder."""
+        return self._upsert_objects(items, namespace, "record")
+
+    def upsert_images(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Embed and upsert ``(id, image)`` or ``(id, image, metadata)``; an image is a path or a PIL image."""
+        return self._upsert_objects(items, namespace, "image")
+
+    def upsert_items(self, metadata: Mapping[str, Mapping[str, Any]] | None = None, namespace: str | None = None) -> str:
+        """Upsert every item the bound ``ItemEmbedder`` learned (``metadata`` by item id, optional)."""
+        ids, matrix = self.embedder.vectors()
+        metas = [metadata.get(i) if metadata else None for i in ids]
+        return self.upsert_arrays(ids, matrix, metadata=metas, namespace=namespace)
+
+    def query_text(
+        self,
+        text: str,
+        top_k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        return_values: bool = False,
+        return_metadata: str = "none",
+    ) -> QueryResult:
+        """Embed ``text`` with the index's model (an image index embeds it with its text tower) and query."""
+        if not isinstance(text, str) or not text:
+            raise InvalidInputError("query_text needs a non-empty string")
+        embedder = self.embedder
+        embed_text = getattr(embedder, "embed_texts", None)
+        vector = embed_text([text])[0] if embed_text is not None else embedder.embed_batch([text])[0]
+        return self.query(vector, top_k, filter, namespace, return_values, return_metadata)
+
+    def query_record(
+        self,
+        record: Mapping[str, Any],
+        top_k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        return_values: bool = False,
+        return_metadata: str = "none",
+    ) -> QueryResult:
+        """Embed ``record`` with the bound record embedder and query."""
+        vector = self.embedder.embed_batch([record])[0]
+        return self.query(vector, top_k, filter, namespace, return_values, return_metadata)
 
     # -- maintenance ------------------------------------------------------------------------------
 
