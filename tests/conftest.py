@@ -24,7 +24,32 @@ def _embedded(path: Path) -> Any:
     return likewise.open(path, engine=likewise.EngineParams(background=False))
 
 
+def _http(path: Path) -> Any:
+    """A real ``likewise`` server on 127.0.0.1 (uvicorn in a thread) and a ``likewise.Client`` to it."""
+    from likewise.client import Client
+    from likewise.server import create_app
+    from likewise.server.testing import ThreadedServer
+
+    server = ThreadedServer(create_app(path, engine=likewise.EngineParams(background=False))).start()
+    client = Client(server.url)
+    close_client = client.close
+
+    def close() -> None:  # closing the client also stops the server (which closes the database)
+        close_client()
+        server.stop()
+
+    client.close = close  # type: ignore[method-assign]
+    return client
+
+
 BACKENDS: dict[str, Factory] = {"embedded": _embedded}
+try:
+    import fastapi  # noqa: F401
+    import uvicorn  # noqa: F401
+except ImportError:  # the server extra is not installed: the HTTP backend is skipped
+    pass
+else:
+    BACKENDS["http"] = _http
 
 
 @pytest.fixture(params=sorted(BACKENDS))

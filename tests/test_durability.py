@@ -37,7 +37,7 @@ WRITER = textwrap.dedent(
     except likewise.errors.IndexNotFoundError:
         idx = db.create_index("crash", dimensions=16, metric="euclidean")
     print("READY", flush=True)
-    step = 0
+    step = seed * 1_000_000  # steps grow across restarts, so "newer" is comparable between rounds
     while True:
         step += 1
         if rng.random() < 0.15:

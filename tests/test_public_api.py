@@ -6,6 +6,7 @@ import likewise
 def test_exported_members() -> None:
     assert sorted(likewise.__all__) == sorted(
         [
+            "Client",
             "Database",
             "EngineParams",
             "Index",

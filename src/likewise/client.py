@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -109,21 +110,28 @@ class Client:
         self,
         name: str,
         dimensions: int | None = None,
-        metric: str = "cosine",
+        metric: str | None = None,
         description: str | None = None,
         *,
-        config: dict[str, Any] | None = None,
         model: str | None = None,
-    ) -> "RemoteIndex":
-        """Create an index; with ``model``, the server's model sets the dimensions and is recorded."""
-        payload: dict[str, Any] = {"name": name, "dimensions": dimensions, "metric": metric, "description": description}
-        if config is not None:
-            payload["config"] = config
+        embedder: Any | None = None,
+    ) -> RemoteIndex:
+        """Create an index; ``model`` binds one of the server's text models (it sets dimensions and metric).
+
+        ``embedder`` objects live in-process and cannot be sent to a server: pass ``model=`` instead.
+        """
+        if embedder is not None:
+            raise _errors.InvalidArgumentError(
+                "a remote index cannot be bound to an in-process embedder object; pass model=<model id>"
+            )
+        payload: dict[str, Any] = {"name": name, "dimensions": dimensions, "description": description}
+        if metric is not None:
+            payload["metric"] = metric
         if model is not None:
             payload["model"] = model
         return RemoteIndex(self, IndexConfig(**self._request("POST", "/v1/indexes", payload)))
 
-    def index(self, name: str) -> "RemoteIndex":
+    def index(self, name: str) -> RemoteIndex:
         return RemoteIndex(self, IndexConfig(**self._request("GET", f"/v1/indexes/{_seg(name)}")))
 
     def list_indexes(self) -> list[IndexConfig]:
@@ -146,7 +154,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
@@ -251,6 +259,16 @@ class RemoteIndex:
             payload["values"] = matrix
         return str(self._call("POST", "/upsert_arrays", payload)["mutation_id"])
 
+    def upsert_texts(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Embed (on the server, with the index's model) and upsert ``(id, text[, metadata])`` items."""
+        step = self._client.batch_size
+        rows = [list(i) if isinstance(i, (tuple, list)) else i for i in items]
+        mutation = ""
+        for start in range(0, max(len(rows), 1), step):
+            payload = {"items": rows[start : start + step], "namespace": namespace}
+            mutation = self._call("POST", "/upsert_texts", payload)["mutation_id"]
+        return str(mutation)
+
     def delete_by_ids(self, ids: Sequence[str]) -> str:
         """Delete vectors by id (unknown ids are ignored). Returns the mutation id."""
         return str(self._call("POST", "/delete_by_ids", {"ids": ids})["mutation_id"])
@@ -310,7 +328,7 @@ class RemoteIndex:
         *,
         model: str | None = None,
     ) -> QueryResult:
-        """Query with the embedding of ``text`` (the index's model, else ``model``, else the default)."""
+        """Query with the embedding of ``text``: by the index's own model, or by ``model`` when given."""
         payload = {"text": text, **self._options(top_k, filter, namespace, return_values, return_metadata)}
         if model is not None:
             payload["model"] = model

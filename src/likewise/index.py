@@ -135,11 +135,12 @@ class Index:
         metas: Sequence[Mapping[str, Any] | None],
         texts: Sequence[str | None],
         replace: bool,
+        documents: Sequence[str | None] | None = None,
     ) -> str:
         with self._write_lock:
             self._db._check_open()
             seq, removed, written, labels = self._store.write_vectors(
-                self._row.id, ids, matrix, namespaces, texts, replace=replace
+                self._row.id, ids, matrix, namespaces, texts, replace=replace, texts=documents
             )
             self._engine.remove(removed)
             if len(written):
@@ -164,8 +165,13 @@ class Index:
         matrix: np.ndarray | Sequence[Sequence[float]],
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
         namespace: str | None = None,
+        texts: Sequence[str | None] | None = None,
     ) -> str:
-        """Upsert a numpy batch: ``ids[i]`` gets row ``i`` of ``matrix`` (and ``metadata[i]``)."""
+        """Upsert a numpy batch: ``ids[i]`` gets row ``i`` of ``matrix`` (and ``metadata[i]``).
+
+        ``texts[i]``, when given, is the text row ``i`` was embedded from: it is stored for keyword
+        search (``search(mode="keyword"|"hybrid")``) and returned with search hits.
+        """
         checked = check_ids(list(ids))
         mat = as_matrix(matrix, self.dimensions, checked, cosine=self.metric == "cosine")
         if len(mat) != len(checked):
@@ -174,12 +180,16 @@ class Index:
         if metadata is not None and len(metadata) != len(checked):
             raise InvalidArgumentError(f"{len(checked)} ids but {len(metadata)} metadata entries")
         metas: list[dict[str, Any] | None] = []
-        texts: list[str | None] = []
+        meta_texts: list[str | None] = []
         for i, vid in enumerate(checked):
             meta, text = check_metadata(metadata[i] if metadata is not None else None, vid)
             metas.append(meta)
-            texts.append(text)
-        return self._write(checked, mat, [ns] * len(checked), metas, texts, replace=True)
+            meta_texts.append(text)
+        if texts is not None and len(texts) != len(checked):
+            raise InvalidArgumentError(f"{len(checked)} ids but {len(texts)} texts")
+        if texts is not None and not all(t is None or isinstance(t, str) for t in texts):
+            raise InvalidInputError("texts must be strings (or None)")
+        return self._write(checked, mat, [ns] * len(checked), metas, meta_texts, replace=True, documents=texts)
 
     def delete_by_ids(self, ids: Sequence[str]) -> str:
         """Delete vectors by id (unknown ids are ignored). Returns the mutation id."""
@@ -383,7 +393,8 @@ class Index:
             metas.append(item[2] if len(item) == 3 else None)
         check_ids(ids)
         matrix = self.embedder.embed_batch(objects) if objects else np.zeros((0, self.dimensions), np.float32)
-        return self.upsert_arrays(ids, matrix, metadata=metas, namespace=namespace)
+        texts = [o if isinstance(o, str) else None for o in objects] if what == "text" else None
+        return self.upsert_arrays(ids, matrix, metadata=metas, namespace=namespace, texts=texts)
 
     def upsert_texts(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
         """Embed and upsert ``(id, text)`` or ``(id, text, metadata)`` items (through the cache)."""

@@ -12,6 +12,9 @@ records how far a file has been migrated.
 * ``mutations``: the mutation log (sequence, index, operation, count, time); mutation ids are
   sequence numbers.
 * ``metadata_indexes``: declared metadata indexes, with the mutation that created them.
+* ``text_<index id>``: an FTS5 table (porter stemming) holding the text a vector was embedded from,
+  keyed by label, for keyword search; written and deleted in the same transaction as the vector.
+* ``sources``: per index, the files a document ingest synced (content hash, chunk count).
 """
 
 from __future__ import annotations
@@ -69,6 +72,18 @@ MIGRATIONS: list[str] = [
         type     TEXT NOT NULL,
         mutation INTEGER NOT NULL,
         PRIMARY KEY (index_id, property)
+    );
+    """,
+    # 2: texts for keyword search (one FTS5 table per index, created on first text: text_<id>,
+    # rowid = vector label) and the files a document ingest has synced.
+    """
+    CREATE TABLE sources (
+        index_id   INTEGER NOT NULL,
+        path       TEXT NOT NULL,
+        hash       TEXT NOT NULL,
+        chunks     INTEGER NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (index_id, path)
     );
     """,
 ]
@@ -220,6 +235,8 @@ class Store:
             db.execute("DELETE FROM metadata_indexes WHERE index_id = ?", (index_id,))
             db.execute("DELETE FROM mutations WHERE index_id = ?", (index_id,))
             db.execute("DELETE FROM indexes WHERE id = ?", (index_id,))
+            db.execute("DELETE FROM sources WHERE index_id = ?", (index_id,))
+            db.execute(f"DROP TABLE IF EXISTS {self._fts(index_id)}")
 
     # -- mutations --------------------------------------------------------------------------------
 
@@ -249,6 +266,7 @@ class Store:
         metadata: Sequence[str | None],
         *,
         replace: bool,
+        texts: Sequence[str | None] | None = None,
     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
         """Write a validated batch in one transaction.
 
@@ -271,6 +289,7 @@ class Store:
                 removed = np.array(sorted(existing.values()), dtype=np.int64)
                 if len(removed):
                     db.executemany("DELETE FROM vectors WHERE label = ?", [(int(x),) for x in removed])
+                    self._delete_texts(db, index_id, removed)
             else:
                 written = np.array([i for i, v in enumerate(ids) if v not in existing], dtype=np.int64)
                 removed = np.empty(0, dtype=np.int64)
@@ -285,6 +304,11 @@ class Store:
                 ],
             )
             labels = np.arange(base + 1, base + 1 + len(written), dtype=np.int64)
+            if texts is not None:
+                rows = [(int(label), texts[i]) for label, i in zip(labels.tolist(), written.tolist()) if texts[i]]
+                if rows:
+                    self._ensure_fts(db, index_id)
+                    db.executemany(f"INSERT INTO {self._fts(index_id)} (rowid, text) VALUES (?, ?)", rows)
         return seq, removed, written, labels
 
     def delete_vectors(self, index_id: int, ids: Sequence[str]) -> tuple[int, np.ndarray]:
@@ -302,6 +326,7 @@ class Store:
                     )
                 ]
             seq = self._log(db, index_id, "delete", len(removed))
+            self._delete_texts(db, index_id, removed)
         return seq, np.array(sorted(removed), dtype=np.int64)
 
     def log_mutation(self, index_id: int, op: str) -> int:
@@ -434,3 +459,87 @@ class Store:
             if cur.rowcount == 0:
                 return None
             return self._log(db, index_id, "delete_metadata_index", 0)
+
+    # -- texts (keyword search) -------------------------------------------------------------------
+
+    @staticmethod
+    def _fts(index_id: int) -> str:
+        return f"text_{int(index_id)}"
+
+    def _has_fts(self, db: sqlite3.Connection, index_id: int) -> bool:
+        return db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self._fts(index_id),)
+        ).fetchone() is not None
+
+    def _ensure_fts(self, db: sqlite3.Connection, index_id: int) -> None:
+        db.execute(
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {self._fts(index_id)} USING fts5(text, tokenize='porter unicode61')"
+        )
+
+    def _delete_texts(self, db: sqlite3.Connection, index_id: int, labels: Sequence[int] | np.ndarray) -> None:
+        if len(labels) and self._has_fts(db, index_id):
+            db.executemany(f"DELETE FROM {self._fts(index_id)} WHERE rowid = ?", [(int(x),) for x in labels])
+
+    def keyword_search(self, index_id: int, match: str, limit: int) -> list[tuple[int, float]]:
+        """(label, BM25 score, higher is better) of the best ``limit`` texts for an FTS5 query."""
+        with self.reading() as db:
+            if not self._has_fts(db, index_id):
+                return []
+            table = self._fts(index_id)
+            rows = db.execute(
+                f"SELECT rowid, bm25({table}) AS rank FROM {table} WHERE {table} MATCH ? ORDER BY rank LIMIT ?",
+                (match, limit),
+            ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def texts(self, index_id: int, labels: Sequence[int]) -> dict[int, str]:
+        """The stored text of each label that has one."""
+        with self.reading() as db:
+            if not labels or not self._has_fts(db, index_id):
+                return {}
+            marks = ",".join("?" * len(labels))
+            return {
+                int(r[0]): r[1]
+                for r in db.execute(
+                    f"SELECT rowid, text FROM {self._fts(index_id)} WHERE rowid IN ({marks})", [int(x) for x in labels]
+                )
+            }
+
+    def snippets(self, index_id: int, labels: Sequence[int], match: str, tokens: int = 24) -> dict[int, str]:
+        """Highlighted snippets (matches in ``[…]``) of the labels whose text matches ``match``."""
+        with self.reading() as db:
+            if not labels or not match or not self._has_fts(db, index_id):
+                return {}
+            table = self._fts(index_id)
+            marks = ",".join("?" * len(labels))
+            return {
+                int(r[0]): r[1]
+                for r in db.execute(
+                    f"SELECT rowid, snippet({table}, 0, '[', ']', '…', ?) FROM {table} "
+                    f"WHERE {table} MATCH ? AND rowid IN ({marks})",
+                    (tokens, match, *[int(x) for x in labels]),
+                )
+            }
+
+    # -- sources (document sync) ------------------------------------------------------------------
+
+    def sources(self, index_id: int) -> dict[str, tuple[str, int]]:
+        """Synced files of an index: path → (content hash, chunk count)."""
+        with self.reading() as db:
+            return {
+                r[0]: (r[1], int(r[2]))
+                for r in db.execute("SELECT path, hash, chunks FROM sources WHERE index_id = ?", (index_id,))
+            }
+
+    def set_source(self, index_id: int, path: str, digest: str, chunks: int) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO sources (index_id, path, hash, chunks, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (index_id, path) DO UPDATE SET hash = excluded.hash, chunks = excluded.chunks, "
+                "updated_at = excluded.updated_at",
+                (index_id, path, digest, chunks, utcnow()),
+            )
+
+    def delete_source(self, index_id: int, path: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM sources WHERE index_id = ? AND path = ?", (index_id, path))

@@ -11,13 +11,14 @@ its caches on disk, L2 normalisation, and the error raised when an optional extr
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,7 @@ __all__ = [
     "Metric",
     "cache_dir",
     "l2_normalize",
+    "quiet_transformers",
     "require",
 ]
 
@@ -107,6 +109,19 @@ def cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "likewise"
+
+
+@contextlib.contextmanager
+def quiet_transformers(transformers: Any) -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar, which would interleave with ours."""
+    tlog = transformers.utils.logging
+    was_enabled = tlog.is_progress_bar_enabled()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            tlog.enable_progress_bar()
 
 
 def require(module: str, extra: str, feature: str) -> ModuleType:

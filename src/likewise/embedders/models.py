@@ -220,8 +220,8 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
         looked.append(f"sentence-transformers cache {candidate}: not there")
 
     how = [
-        f"pass a local model folder: TextEmbedder('/path/to/model') (a sentence-transformers or "
-        "Hugging Face folder with config.json and the weights)",
+        "pass the path of a local model folder instead (a sentence-transformers or Hugging Face "
+        "folder with config.json and the weights)",
         f"pre-populate the Hugging Face cache on a machine with network access "
         f"(huggingface-cli download {model_id}) and copy it here, or point HF_HUB_CACHE at it",
     ]

@@ -18,7 +18,6 @@ first time; afterwards a CPU process needs just onnxruntime, tokenizers and nump
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import logging
@@ -26,7 +25,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -34,7 +33,14 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from likewise.embedders.base import Embedder, FloatMatrix, cache_dir, l2_normalize, require
+from likewise.embedders.base import (
+    Embedder,
+    FloatMatrix,
+    cache_dir,
+    l2_normalize,
+    quiet_transformers,
+    require,
+)
 from likewise.embedders.cache import EmbeddingCache
 from likewise.embedders.models import (
     Pooling,
@@ -168,7 +174,7 @@ class _TorchRunner:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
             dtype = torch.float32
-        with _quiet(transformers):
+        with quiet_transformers(transformers):
             self._model = transformers.AutoModel.from_pretrained(
                 str(path), dtype=dtype, local_files_only=True
             ).to(self._device)
@@ -193,19 +199,6 @@ class _TorchRunner:
                 pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
             result: FloatMatrix = pooled.cpu().numpy().astype(np.float32)
             return result
-
-
-@contextlib.contextmanager
-def _quiet(transformers: Any) -> Iterator[None]:
-    """Silence transformers' weight-loading progress bar (it would interleave with ours)."""
-    tlog = transformers.utils.logging
-    was_enabled = tlog.is_progress_bar_enabled()
-    tlog.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            tlog.enable_progress_bar()
 
 
 def _cuda_available() -> bool:
@@ -238,7 +231,7 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
     ort = require("onnxruntime", "embed", "Exporting a text model to ONNX")
     # Eager attention traces to plain MatMul/Softmax, which ONNX Runtime runs (and fuses) far
     # better than the traced SDPA path (measured 2.5× slower at 88 tokens).
-    with _quiet(transformers):
+    with quiet_transformers(transformers):
         hf = transformers.AutoModel.from_pretrained(
             str(model.path), attn_implementation="eager", dtype=torch.float32, local_files_only=True
         ).eval()

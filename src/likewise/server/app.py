@@ -22,9 +22,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +45,7 @@ from .errors import ApiError, native_error_body
 from .metrics import Metrics
 from .models import DEFAULT_MODEL, ModelRegistry
 
-__all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
+__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES = 100_000_000  # Vectorize's upload limit
 DEFAULT_MAX_BATCH = 5000  # Vectorize's HTTP batch limit
@@ -78,7 +79,7 @@ def create_app(
     st = AppState(
         db=db,
         auth=Authenticator(tokens),
-        models=ModelRegistry(embedder_factory, default_model),
+        models=ModelRegistry(embedder_factory, default_model, getattr(db, "embedding_cache_path", None)),
         metrics=Metrics(),
         max_body_bytes=max_body_bytes,
         max_batch=max_batch,
@@ -263,7 +264,7 @@ class ObserveMiddleware:
 
         try:
             await self.app(scope, receive, observed)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence: never a bare 500
+        except Exception as exc:
             log.exception("unhandled error (request %s)", request_id)
             if not started:
                 err = exc if isinstance(exc, LikewiseError) else ApiError(

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hmac
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 from .errors import ApiError, forbidden, unauthenticated
 
-__all__ = ["Role", "ROLES", "Token", "Principal", "Authenticator", "parse_token_spec", "tokens_from_env"]
+__all__ = ["ROLES", "Authenticator", "Principal", "Role", "Token", "parse_token_spec", "tokens_from_env"]
 
 Role = Literal["read", "write", "admin"]
 ROLES: tuple[str, ...] = ("read", "write", "admin")

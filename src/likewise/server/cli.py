@@ -18,7 +18,7 @@ import click
 
 from ..errors import LikewiseError
 
-__all__ = ["serve", "is_loopback"]
+__all__ = ["is_loopback", "serve"]
 
 
 def is_loopback(host: str) -> bool:

@@ -23,7 +23,7 @@ metadata index was created out of that index; likewise indexes them all.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from fastapi import APIRouter
@@ -53,7 +53,7 @@ from .common import NO_RETRY, authorize, json_response, run, state
 from .errors import ApiError, native_error_body, parse_json, parse_strict_json
 from .models import PRESETS
 
-__all__ = ["router", "CloudflareError", "render_error", "is_cloudflare_path"]
+__all__ = ["CloudflareError", "is_cloudflare_path", "render_error", "router"]
 
 router = APIRouter(tags=["cloudflare"])
 V2 = "/accounts/{account_id}/vectorize/v2/indexes"
@@ -154,9 +154,10 @@ def _cf_status_code(request: Request, exc: LikewiseError) -> tuple[int, int, str
 def render_error(request: Request, exc: LikewiseError) -> Response:
     """The v4 error envelope; the HTTP status carries the error (the SDK raises by status)."""
     status, code, message = _cf_status_code(request, exc)
-    body = {"success": False, "errors": [{"code": code, "message": message}], "messages": [], "result": None}
+    error: dict[str, Any] = {"code": code, "message": message}
     if exc.details:
-        body["errors"][0]["details"] = native_error_body(exc)["error"]["details"]
+        error["details"] = native_error_body(exc)["error"]["details"]
+    body = {"success": False, "errors": [error], "messages": [], "result": None}
     headers = dict(NO_RETRY) if status >= 500 or status in (409, 429) else None
     return json_response(body, status=status, headers=headers)
 
@@ -207,20 +208,21 @@ async def create_index(account_id: str, request: Request) -> Response:
     st = state(request)
     principal = st.auth.authenticate(request.headers)
     body = await _json_body(request, INVALID_REQUEST)
-    name = body.get("name")
+    name: Any = body.get("name")  # passed on as sent: the core names what is wrong with it
     principal.require("admin", name if isinstance(name, str) else None)
     config = body.get("config")
     if not isinstance(config, dict):
         raise CloudflareError(400, INVALID_REQUEST, "config must be an object: {dimensions, metric} or {preset}")
-    extra: dict[str, Any] = {}
+    model: str | None = None
+    dimensions: Any
+    metric: Any
     if config.get("preset") is not None:
         preset = PRESETS.get(config["preset"])
         if preset is None:
             raise CloudflareError(
                 400, INVALID_REQUEST, f"unknown preset {config['preset']!r}; expected one of {', '.join(PRESETS)}"
             )
-        dimensions, metric = preset.dimensions, preset.metric
-        extra = {"model": preset.model, "preset": preset.name}
+        dimensions, metric, model = preset.dimensions, preset.metric, preset.model
     else:
         dimensions, metric = config.get("dimensions"), config.get("metric")
         if isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_DIMENSIONS:
@@ -232,7 +234,18 @@ async def create_index(account_id: str, request: Request) -> Response:
                 400, INVALID_REQUEST, f"config.metric must be one of {', '.join(METRICS)}; got {metric!r}"
             )
     description = body.get("description")
-    idx = await run(lambda: st.db.create_index(name, dimensions, metric, description, config=extra))
+
+    def create() -> Index:
+        if model is not None:
+            # A preset binds its model when the model is on this machine; otherwise (offline, or a
+            # hosted-only model) the index gets the preset's dimensions and metric without one.
+            try:
+                return st.db.create_index(name, dimensions, metric, description, model=model)
+            except (ModelNotFoundError, MissingDependencyError):
+                pass
+        return st.db.create_index(name, dimensions, metric, description)
+
+    idx = await run(create)
     return ok(_index_object(idx.config))
 
 
@@ -411,7 +424,8 @@ async def query(account_id: str, index_name: str, request: Request) -> Response:
     authorize(request, "read", index_name)
     body = await _json_body(request, QUERY_BODY)
     top_k, return_values, return_metadata = _query_args(body)
-    vector, vector_id = body.get("vector"), body.get("vectorId")
+    vector: Any = body.get("vector")  # Any: handed to the core, which validates it
+    vector_id: Any = body.get("vectorId")
     if (vector is None) == (vector_id is None):
         raise CloudflareError(400, QUERY_BODY, "give either vector or vectorId, but not both")
     if vector is not None and not isinstance(vector, list):
@@ -426,7 +440,7 @@ async def query(account_id: str, index_name: str, request: Request) -> Response:
         )
         if vector_id is not None:
             return idx.query_by_id(vector_id, **kwargs)
-        return idx.query(vector, **kwargs)
+        return idx.query(cast(Any, vector), **kwargs)
 
     result = await run(work)
     return ok(result.to_dict())
@@ -493,7 +507,8 @@ async def list_vectors(account_id: str, index_name: str, request: Request) -> Re
 async def create_metadata_index(account_id: str, index_name: str, request: Request) -> Response:
     authorize(request, "write", index_name)
     body = await _json_body(request, INVALID_REQUEST)
-    prop, kind = body.get("propertyName"), body.get("indexType")
+    prop: Any = body.get("propertyName")
+    kind: Any = body.get("indexType")
     idx = await _index(request, index_name)
 
     def work() -> str:

@@ -9,8 +9,9 @@ FastAPI's response-model machinery: it is the largest per-request cost on small 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -23,15 +24,15 @@ from .metrics import Metrics
 from .models import ModelRegistry
 
 __all__ = [
+    "NO_RETRY",
     "AppState",
-    "state",
     "authorize",
-    "run",
-    "read_body",
-    "read_json",
     "json_bytes",
     "json_response",
-    "NO_RETRY",
+    "read_body",
+    "read_json",
+    "run",
+    "state",
 ]
 
 T = TypeVar("T")

@@ -25,14 +25,14 @@ from ..errors import LikewiseError
 
 __all__ = [
     "ApiError",
-    "invalid_json",
-    "unsupported_media_type",
-    "unauthenticated",
     "forbidden",
+    "invalid_json",
+    "is_json_media_type",
+    "native_error_body",
     "parse_json",
     "parse_strict_json",
-    "native_error_body",
-    "is_json_media_type",
+    "unauthenticated",
+    "unsupported_media_type",
 ]
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import bisect
 import threading
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-__all__ = ["Metrics", "BUCKETS"]
+__all__ = ["BUCKETS", "Metrics"]
 
 BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -69,11 +69,11 @@ class Metrics:
         ]
         for route, hist in sorted(hists.items()):
             label = _escape(route)
-            cumulative = 0.0
-            for bound, n in zip(BUCKETS, hist):
-                cumulative += n
+            cumulative: int = 0
+            for bound, in_bucket in zip(BUCKETS, hist):
+                cumulative += int(in_bucket)
                 out.append(f'likewise_http_request_duration_seconds_bucket{{route="{label}",le="{bound}"}} {int(cumulative)}')
-            cumulative += hist[len(BUCKETS)]
+            cumulative += int(hist[len(BUCKETS)])
             out.append(f'likewise_http_request_duration_seconds_bucket{{route="{label}",le="+Inf"}} {int(cumulative)}')
             out.append(f'likewise_http_request_duration_seconds_sum{{route="{label}"}} {hist[-1]:.6f}')
             out.append(f'likewise_http_request_duration_seconds_count{{route="{label}"}} {int(cumulative)}')

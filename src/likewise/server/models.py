@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,13 +24,13 @@ from ..errors import MissingDependencyError, ModelNotFoundError
 
 __all__ = [
     "DEFAULT_MODEL",
-    "Preset",
     "PRESETS",
     "ModelRegistry",
-    "resolve_model_name",
+    "Preset",
     "count_tokens",
-    "token_report",
     "max_input_tokens",
+    "resolve_model_name",
+    "token_report",
 ]
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -93,9 +94,15 @@ class ModelRegistry:
     """Loads each model once per process, lazily; thread-safe."""
 
     def __init__(
-        self, factory: Callable[[str], Any] | None = None, default_model: str = DEFAULT_MODEL
+        self,
+        factory: Callable[..., Any] | None = None,
+        default_model: str = DEFAULT_MODEL,
+        cache_path: Any | None = None,
     ) -> None:
-        self._factory = factory or _default_factory
+        if factory is None:
+            # The data directory's persistent embedding cache: the same text is never embedded twice.
+            factory = (lambda m, **o: _default_factory(m, cache=cache_path, **o)) if cache_path else _default_factory
+        self._factory = factory
         self.default_model = default_model
         self._models: dict[tuple[str, str | None], Any] = {}
         self._locks: dict[tuple[str, str | None], threading.Lock] = {}

@@ -27,7 +27,7 @@ from .common import authorize, json_response, read_json, require_object, run, st
 from .errors import ApiError, parse_strict_json
 from .models import max_input_tokens, token_report
 
-__all__ = ["router", "index_config", "check_keys", "parse_ndjson_vectors"]
+__all__ = ["check_keys", "index_config", "parse_ndjson_vectors", "router"]
 
 router = APIRouter(prefix="/v1", tags=["native"])
 
@@ -130,8 +130,7 @@ async def list_indexes(request: Request) -> Response:
                 "dimensions": {"type": "integer"},
                 "metric": {"type": "string", "enum": ["cosine", "euclidean", "dot-product"]},
                 "description": {"type": "string"},
-                "model": {"type": "string", "description": "embedding model; sets dimensions when omitted"},
-                "config": {"type": "object", "description": "extra configuration stored with the index"},
+                "model": {"type": "string", "description": "bind a text model; it sets dimensions and metric"},
             },
         }
     ),
@@ -140,26 +139,10 @@ async def create_index(request: Request) -> Response:
     st = state(request)
     principal = st.auth.authenticate(request.headers)  # 401 before the body is even read
     body = require_object(await read_json(request))
-    check_keys(body, ("name", "dimensions", "metric", "description", "model", "config"), "create index")
-    name = body.get("name")
+    check_keys(body, ("name", "dimensions", "metric", "description", "model"), "create index")
+    name: Any = body.get("name")  # passed on as sent: the core names what is wrong with it
     principal.require("admin", name if isinstance(name, str) else None)
-    model = body.get("model")
-    dimensions = body.get("dimensions")
-    config = body.get("config") or {}
-    if not isinstance(config, dict):
-        raise InvalidArgumentError("config must be a JSON object")
-    if model is not None:
-        if not isinstance(model, str) or not model:
-            raise InvalidArgumentError("model must be a non-empty string")
-        embedder = await run(st.models.get, model)
-        config["model"] = embedder.model_id
-        if dimensions is None:
-            dimensions = int(embedder.dimensions)
-    kwargs: dict[str, Any] = {"dimensions": dimensions, "description": body.get("description")}
-    if "metric" in body:
-        kwargs["metric"] = body["metric"]
-    if config:
-        kwargs["config"] = config
+    kwargs = {k: body[k] for k in ("dimensions", "metric", "description", "model") if k in body}
     idx = await run(lambda: st.db.create_index(name, **kwargs))
     return json_response(index_config(idx.config), status=201)
 
@@ -282,6 +265,33 @@ def _decode_matrix(data: Any, shape: Any) -> np.ndarray:
 
 
 @router.post(
+    "/indexes/{name}/upsert_texts",
+    summary="Embed texts with the index's model and upsert them",
+    openapi_extra=_body(
+        {
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {"type": "array", "description": "[id, text] or [id, text, metadata]"},
+                "namespace": {"type": "string"},
+            },
+        }
+    ),
+)
+async def upsert_texts(name: str, request: Request) -> Response:
+    authorize(request, "write", name)
+    body = require_object(await read_json(request))
+    check_keys(body, ("items", "namespace"), "upsert_texts")
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise InvalidArgumentError("'items' must be an array of [id, text] or [id, text, metadata]")
+    _check_batch(request, len(items))
+    idx = await _index(request, name)
+    mutation = await run(idx.upsert_texts, items, body.get("namespace"))
+    return json_response({"mutation_id": mutation, "count": len(items)})
+
+
+@router.post(
     "/indexes/{name}/delete_by_ids",
     summary="Delete vectors by id",
     openapi_extra=_body({"type": "object", "required": ["ids"], "properties": {"ids": {"type": "array"}}}),
@@ -319,17 +329,18 @@ async def query(name: str, request: Request) -> Response:
         result = await run(lambda: idx.query_by_id(body["id"], **kwargs))
     elif "vector" in body:
         result = await run(lambda: idx.query(body["vector"], **kwargs))
-    else:
+    elif "model" in body:  # an explicit model: embed here, with the server's model registry
         text = body["text"]
         if not isinstance(text, str) or not text:
             raise InvalidArgumentError("'text' must be a non-empty string")
-        model = body.get("model") or idx.config.model
 
         def by_text() -> Any:
-            _, matrix = st.models.embed([text], model)
+            _, matrix = st.models.embed([text], body["model"])
             return idx.query(matrix[0], **kwargs)
 
         result = await run(by_text)
+    else:  # the index's own embedder, exactly as Index.query_text in-process
+        result = await run(lambda: idx.query_text(body["text"], **kwargs))
     return json_response(result.to_dict())
 
 

@@ -26,7 +26,7 @@ from .common import NO_RETRY, authorize, json_response, run, state
 from .errors import ApiError, native_error_body, parse_json
 from .models import max_input_tokens, token_report
 
-__all__ = ["router", "render_error", "is_openai_path"]
+__all__ = ["is_openai_path", "render_error", "router"]
 
 router = APIRouter(tags=["openai"])
 MAX_INPUTS = 2048

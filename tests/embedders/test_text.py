@@ -1,0 +1,106 @@
+"""TextEmbedder on a tiny random BERT: shapes, order, pooling, truncation, ONNX vs torch, export cache."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from likewise.embedders import EmbeddingCache, TextEmbedder
+from likewise.errors import InvalidArgumentError, InvalidInputError
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A short one.",
+    "",
+    "Vectors for every text, in the order given, whatever their length bucket.",
+    "Réseau de neurones 神经网络 12345",
+    "dog",
+    "The quick brown fox jumps over the lazy dog.",  # a duplicate
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_text_model: Path) -> TextEmbedder:
+    return TextEmbedder(str(tiny_text_model), backend="onnx", batch_size=3).load()
+
+
+def test_shape_dtype_and_unit_rows(tiny: TextEmbedder) -> None:
+    vectors = tiny.embed_batch(TEXTS)
+    assert vectors.shape == (len(TEXTS), 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors[0], vectors[-1])
+    assert tiny.embed_batch([]).shape == (0, 32)
+
+
+def test_bucketing_keeps_the_callers_order(tiny: TextEmbedder) -> None:
+    together = tiny.embed_batch(TEXTS)
+    alone = np.stack([tiny.embed(t) for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_onnx_matches_torch(tiny_text_model: Path, tiny: TextEmbedder) -> None:
+    torch_side = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu")
+    a, b = tiny.embed_batch(TEXTS), torch_side.embed_batch(TEXTS)
+    assert float((a * b).sum(1).min()) > 0.9999
+
+
+def test_cls_pooling_differs_and_matches_torch(tiny_text_model: Path) -> None:
+    cls_onnx = TextEmbedder(str(tiny_text_model), pooling="cls", backend="onnx")
+    cls_torch = TextEmbedder(str(tiny_text_model), pooling="cls", backend="torch", device="cpu")
+    mean = TextEmbedder(str(tiny_text_model), backend="onnx")
+    a, b, m = (e.embed_batch(TEXTS[:4]) for e in (cls_onnx, cls_torch, mean))
+    assert float((a * b).sum(1).min()) > 0.9999
+    assert float((a * m).sum(1).max()) < 0.999
+    assert cls_onnx.cache_key != mean.cache_key
+
+
+def test_same_vectors_as_sentence_transformers(tiny_text_model: Path, tiny: TextEmbedder) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    reference = st.SentenceTransformer(str(tiny_text_model), device="cpu").encode(TEXTS)
+    assert float((tiny.embed_batch(TEXTS) * reference).sum(1).min()) > 0.9999
+
+
+def test_truncation_is_warned_once_and_counted(tiny_text_model: Path) -> None:
+    embedder = TextEmbedder(str(tiny_text_model))
+    long_text = "word " * 100  # far past the 32-token limit
+    with pytest.warns(UserWarning, match="limit of 32 tokens"):
+        first = embedder.embed_batch([long_text, "short"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        embedder.embed_batch([long_text + "more words after the cut"])
+    assert embedder.truncated == 2
+    # Only the first 32 tokens count, so text past the cut changes nothing.
+    np.testing.assert_allclose(first[0], embedder.embed(long_text + " extra tail"), atol=1e-6)
+
+
+def test_export_is_cached_and_reused(tiny_text_model: Path, likewise_cache_dir: Path, tiny: TextEmbedder) -> None:
+    exports = list((likewise_cache_dir / "onnx").glob("*/model.onnx"))
+    assert len(exports) == 1
+    stamp = exports[0].stat().st_mtime_ns
+    TextEmbedder(str(tiny_text_model), backend="onnx").load()
+    assert exports[0].stat().st_mtime_ns == stamp
+    assert not [p for p in (likewise_cache_dir / "onnx").iterdir() if p.name.startswith(".")]
+
+
+def test_embedder_with_cache(tiny_text_model: Path, tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "c.sqlite")
+    embedder = TextEmbedder(str(tiny_text_model), cache=cache)
+    first = embedder.embed_batch(TEXTS)
+    assert (cache.hits, cache.misses) == (0, len(TEXTS))
+    second = embedder.embed_batch(TEXTS)
+    assert (cache.hits, cache.misses) == (len(TEXTS), len(TEXTS))
+    np.testing.assert_array_equal(first, second)
+
+
+def test_bad_inputs(tiny: TextEmbedder, tiny_text_model: Path) -> None:
+    with pytest.raises(InvalidInputError, match="text 1"):
+        tiny.embed_batch(["ok", 3])  # type: ignore[list-item]
+    with pytest.raises(InvalidInputError, match="list of texts"):
+        tiny.embed_batch("a string")
+    with pytest.raises(InvalidArgumentError):
+        TextEmbedder(str(tiny_text_model), pooling="max")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        TextEmbedder(str(tiny_text_model), backend="onnx", device="cuda")
