@@ -15,9 +15,13 @@ def test_exported_members() -> None:
             "Match",
             "MetadataIndex",
             "QueryResult",
+            "SearchHit",
+            "SearchResult",
+            "SemanticCache",
             "Vector",
             "VectorList",
             "errors",
+            "ingest",
             "open",
             "__version__",
         ]

@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .database import Database, open
+from .documents import ingest
 from .engines import EngineParams
 from .index import Index
+from .search import SearchHit, SearchResult
+from .semantic_cache import SemanticCache
 from .types import IndexConfig, IndexInfo, Match, MetadataIndex, QueryResult, Vector, VectorList
 
 if TYPE_CHECKING:
@@ -32,9 +35,13 @@ __all__ = [
     "Match",
     "MetadataIndex",
     "QueryResult",
+    "SearchHit",
+    "SearchResult",
+    "SemanticCache",
     "Vector",
     "VectorList",
     "errors",
+    "ingest",
     "open",
     "__version__",
 ]

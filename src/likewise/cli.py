@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -329,6 +330,96 @@ def delete_cmd(ids: tuple[str, ...], index_name: str, data: Path, as_json: bool)
     with _open(data) as db:
         mutation = db.index(index_name).delete_by_ids(list(ids))
     _emit({"mutation_id": mutation}, as_json, lambda: click.echo(f"deleted (mutation {mutation})"))
+
+
+# -- documents -----------------------------------------------------------------------------------
+
+
+@main.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--index", "-i", "index_name", required=True, help="Index to sync into (created if missing).")
+@click.option("--model", default=None, help="Text model for a new index (default: the bundled all-MiniLM-L6-v2).")
+@click.option("--fields", default=None, help="Comma-separated JSON fields to embed (default: every string field).")
+@click.option("--max-tokens", default=200, show_default=True, help="Token budget of a chunk.")
+@click.option("--overlap", default=40, show_default=True, help="Tokens repeated between neighbouring chunks.")
+@data_option
+@json_option
+@handle_errors
+def ingest_cmd(
+    paths: tuple[Path, ...], index_name: str, model: str | None, fields: str | None, max_tokens: int,
+    overlap: int, data: Path, as_json: bool,
+) -> None:
+    """Sync files and folders (.txt .md .html .pdf .json .jsonl) into an index: new and changed files
+    are chunked and embedded, unchanged ones skipped, vanished ones removed."""
+    from .documents import ingest, iter_files
+    from .errors import IndexNotFoundError
+    from .embedders.models import DEFAULT_TEXT_MODEL
+
+    with _open(data) as db:
+        try:
+            idx = db.index(index_name)
+        except IndexNotFoundError:
+            idx = db.create_index(index_name, model=model or DEFAULT_TEXT_MODEL)
+        total = sum(1 for _ in iter_files(paths))
+        progress = Progress(
+            TextColumn("[bold]ingest"), BarColumn(), TextColumn("{task.completed}/{task.total} files"),
+            TextColumn("{task.fields[chunks]} chunks"), TextColumn("{task.fields[rate]} chunks/s"),
+            TimeRemainingColumn(), console=console, disable=as_json or not console.is_terminal,
+        )
+        with progress:
+            task = progress.add_task("ingest", total=total, chunks=0, rate="-")
+            started = time.perf_counter()
+
+            def tick(_path: str, done: int, chunks: int) -> None:
+                rate = chunks / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, completed=done, chunks=chunks, rate=f"{rate:.0f}")
+
+            report = ingest(
+                idx, list(paths), fields=fields.split(",") if fields else None, max_tokens=max_tokens,
+                overlap=overlap, progress=tick,
+            )
+            progress.update(task, completed=total)
+    out = {**{k: v for k, v in report.__dict__.items() if k != "skipped"},
+           "skipped": [{"path": p, "reason": r} for p, r in report.skipped],
+           "chunks_per_second": round(report.chunks_per_second, 1)}
+
+    def human() -> None:
+        click.echo(
+            f"{report.files} files: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.deleted} deleted; {report.chunks} chunks ({report.chunks_per_second:.0f}/s)"
+        )
+        for path, reason in report.skipped:
+            click.echo(f"skipped {path}: {reason}", err=True)
+
+    _emit(out, as_json, human)
+
+
+@main.command("search")
+@click.argument("text")
+@click.option("--index", "-i", "index_name", required=True, help="Index to search.")
+@click.option("--mode", type=click.Choice(["vector", "keyword", "hybrid"]), default="hybrid", show_default=True)
+@click.option("--top-k", "-k", default=10, show_default=True, help="Number of hits.")
+@click.option("--filter", "filter_json", default=None, help="Metadata filter as JSON.")
+@click.option("--namespace", default=None, help="Only search this namespace.")
+@data_option
+@json_option
+@handle_errors
+def search_cmd(
+    text: str, index_name: str, mode: str, top_k: int, filter_json: str | None, namespace: str | None,
+    data: Path, as_json: bool,
+) -> None:
+    """Search an index's texts for TEXT by meaning, keywords (BM25) or both."""
+    with _open(data) as db:
+        res = db.index(index_name).search(
+            text, mode=mode, top_k=top_k, filter=_parse_json_option(filter_json, "filter"), namespace=namespace
+        )
+
+    def human() -> None:
+        for rank, hit in enumerate(res.hits, 1):
+            where = f"{hit.source}#{hit.position}" if hit.source else hit.id
+            click.echo(f"{rank:>2}. {hit.score:.3f}  {where}\n    {hit.snippet or ''}")
+
+    _emit(res.to_dict(), as_json, human)
 
 
 def _register_optional() -> None:

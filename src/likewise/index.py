@@ -39,6 +39,7 @@ from .validation import (
 
 if TYPE_CHECKING:
     from .database import Database
+    from .search import SearchResult
 
 __all__ = ["Index"]
 
@@ -424,12 +425,40 @@ class Index:
         return_metadata: str = "none",
     ) -> QueryResult:
         """Embed ``text`` with the index's model (an image index embeds it with its text tower) and query."""
+        return self.query(self.embed_query(text), top_k, filter, namespace, return_values, return_metadata)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed a query text with the index's model (an image index uses its text tower)."""
         if not isinstance(text, str) or not text:
-            raise InvalidInputError("query_text needs a non-empty string")
+            raise InvalidInputError("a query text must be a non-empty string")
         embedder = self.embedder
         embed_text = getattr(embedder, "embed_texts", None)
-        vector = embed_text([text])[0] if embed_text is not None else embedder.embed_batch([text])[0]
-        return self.query(vector, top_k, filter, namespace, return_values, return_metadata)
+        vector: np.ndarray = embed_text([text])[0] if embed_text is not None else embedder.embed_batch([text])[0]
+        return vector
+
+    def search(
+        self,
+        text: str,
+        mode: str = "hybrid",
+        top_k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        **options: Any,
+    ) -> "SearchResult":
+        """Find the texts that match ``text``: ``mode`` is ``vector``, ``keyword`` (BM25) or ``hybrid``.
+
+        Hits carry the score, the text, a highlighted snippet, and the source and position of a
+        document chunk. See :mod:`likewise.search`.
+        """
+        from .search import search
+
+        return search(self, text, mode=mode, top_k=top_k, filter=filter, namespace=namespace, **options)
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored texts of these ids (those upserted with a text)."""
+        rows = self._store.get_vectors(self._row.id, check_ids(list(ids), unique=False))
+        by_label = self._store.texts(self._row.id, [r.label for r in rows])
+        return {r.id: by_label[r.label] for r in rows if r.label in by_label}
 
     def query_record(
         self,

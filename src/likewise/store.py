@@ -543,3 +543,18 @@ class Store:
     def delete_source(self, index_id: int, path: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM sources WHERE index_id = ? AND path = ?", (index_id, path))
+
+    def keyword_scores(self, index_id: int, match: str, labels: Sequence[int]) -> dict[int, float]:
+        """BM25 (higher is better) of the given labels' texts for an FTS5 query; non-matching are absent."""
+        with self.reading() as db:
+            if not labels or not match or not self._has_fts(db, index_id):
+                return {}
+            table = self._fts(index_id)
+            marks = ",".join("?" * len(labels))
+            return {
+                int(r[0]): -float(r[1])
+                for r in db.execute(
+                    f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ? AND rowid IN ({marks})",
+                    (match, *[int(x) for x in labels]),
+                )
+            }

@@ -557,3 +557,41 @@ class VectorEngine:
         if self.metric == "dot-product":
             return -d
         return np.sqrt(np.maximum(d, 0.0))
+
+    # -- lookups by label (hybrid search re-scores a candidate list exactly) ---------------------
+
+    def positions_of(self, labels: np.ndarray) -> np.ndarray:
+        """Positions of living labels, −1 for labels that are absent or dead."""
+        with self._lock:
+            view = self.labels.view
+            if not len(view):
+                return np.full(len(labels), -1, dtype=np.int64)
+            pos = np.minimum(np.searchsorted(view, labels), len(view) - 1)
+            ok = (view[pos] == labels) & self.alive.data[pos]
+            return np.where(ok, pos, -1).astype(np.int64)
+
+    def admits(self, labels: np.ndarray, flt: Filter | None, namespace: str | None) -> np.ndarray:
+        """Which labels are living vectors that pass ``flt`` in ``namespace``."""
+        with self._lock:
+            pos = self.positions_of(labels)
+            ok = pos >= 0
+            cand = self._candidates(flt, namespace)
+            if cand.mask is not None:
+                ok &= cand.mask[np.maximum(pos, 0)]
+            return np.asarray(ok)
+
+    def vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """The stored (prepared) rows at these positions."""
+        with self._graph_lock, self._lock:
+            out = np.empty((len(positions), self.dimensions), dtype=np.float32)
+            h = self.indexed
+            in_graph = positions < h
+            if in_graph.any() and self.graph is not None:
+                out[in_graph] = self.graph.vectors()[positions[in_graph]]
+            start = h
+            for chunk in self.tail:
+                sel = (positions >= start) & (positions < start + len(chunk))
+                if sel.any():
+                    out[sel] = chunk[positions[sel] - start]
+                start += len(chunk)
+            return out

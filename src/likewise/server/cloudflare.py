@@ -49,7 +49,7 @@ from ..errors import (
 from ..filters import parse_filter
 from ..index import Index
 from ..types import METRICS, IndexConfig
-from .common import NO_RETRY, authorize, json_response, run, state
+from .common import NO_RETRY, authorize, json_response, open_index, run, state
 from .errors import ApiError, native_error_body, parse_json, parse_strict_json
 from .models import PRESETS
 
@@ -176,7 +176,7 @@ async def _json_body(request: Request, code: int) -> dict[str, Any]:
 
 
 async def _index(request: Request, name: str) -> Index:
-    return await run(state(request).db.index, name)
+    return await open_index(request, name)
 
 
 def _preset_of(cfg: IndexConfig) -> str | None:

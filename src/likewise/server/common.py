@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..database import Database
+from ..index import Index
 from .auth import Authenticator, Principal, Role
 from .errors import ApiError, is_json_media_type, parse_json, unsupported_media_type
 from .metrics import Metrics
@@ -32,6 +33,7 @@ __all__ = [
     "read_body",
     "read_json",
     "run",
+    "open_index",
     "state",
 ]
 
@@ -69,6 +71,19 @@ def authorize(request: Request, role: Role, index: str | None = None) -> Princip
 async def run(func: Callable[..., T], *args: Any) -> T:
     """Run blocking work (database, model) in the worker-thread pool."""
     return await anyio.to_thread.run_sync(func, *args)
+
+
+async def open_index(request: Request, name: str) -> Index:
+    """The index ``name``; an already-open one without a thread hop (the hot path of every query).
+
+    ``Database.index`` takes the database's write lock, which a long upsert holds, so a first open
+    (or a miss) runs in a worker thread rather than on the event loop.
+    """
+    db = state(request).db
+    cached = getattr(db, "_indexes", {}).get(name)  # a plain dict read: safe without the lock
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    return await run(db.index, name)
 
 
 async def read_body(request: Request) -> bytes:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from ..errors import BatchTooLargeError, InvalidArgumentError, InvalidIdError
 from ..index import Index
-from .common import authorize, json_response, read_json, require_object, run, state
+from .common import authorize, json_response, open_index, read_json, require_object, run, state
 from .errors import ApiError, parse_strict_json
 from .models import max_input_tokens, token_report
 
@@ -104,7 +104,7 @@ def _check_batch(request: Request, n: int) -> None:
 
 
 async def _index(request: Request, name: str) -> Index:
-    return await run(state(request).db.index, name)
+    return await open_index(request, name)
 
 
 # -- indexes ---------------------------------------------------------------------------------------------
