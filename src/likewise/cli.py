@@ -430,7 +430,15 @@ def _register_optional() -> None:
     """
     import importlib
 
-    for module, name in (("likewise.embedders.cli", "embed"), ("likewise.server.cli", "serve")):
+    for module, name in (
+        ("likewise.embedders.cli", "embed"),
+        ("likewise.server.cli", "serve"),
+        ("likewise.admin_cli", "verify_cmd"),
+        ("likewise.admin_cli", "backup_cmd"),
+        ("likewise.admin_cli", "restore_cmd"),
+        ("likewise.admin_cli", "export_cmd"),
+        ("likewise.admin_cli", "import_cmd"),
+    ):
         try:
             command = getattr(importlib.import_module(module), name)
         except ImportError:
