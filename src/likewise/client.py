@@ -210,11 +210,17 @@ class RemoteIndex:
         return max(1, min(self._client.batch_size, _MAX_REQUEST_BYTES // per_row))
 
     def _write(self, op: str, vectors: Iterable[Vector | Mapping[str, Any]]) -> str:
-        items = [_wire_vector(v) for v in vectors]
-        step = self._rows_per_request()
+        items = list(vectors)
+        binary = _binary_rows(items)
+        step = self._client.batch_size if binary is not None else self._rows_per_request()
         mutation = ""
         for start in range(0, max(len(items), 1), step):
-            mutation = self._call("POST", f"/{op}", {"vectors": items[start : start + step]})["mutation_id"]
+            part = items[start : start + step]
+            if binary is not None:
+                payload = _columnar(part, binary[start : start + step])  # type: ignore[arg-type]
+            else:
+                payload = {"vectors": [_wire_vector(v) for v in part]}
+            mutation = self._call("POST", f"/{op}", payload)["mutation_id"]
         return str(mutation)
 
     def insert(self, vectors: Iterable[Vector | Mapping[str, Any]]) -> str:
@@ -259,15 +265,34 @@ class RemoteIndex:
             payload["values"] = matrix
         return str(self._call("POST", "/upsert_arrays", payload)["mutation_id"])
 
-    def upsert_texts(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
-        """Embed (on the server, with the index's model) and upsert ``(id, text[, metadata])`` items."""
+    def _upsert_objects(self, route: str, items: Sequence[Sequence[Any]], namespace: str | None) -> str:
         step = self._client.batch_size
         rows = [list(i) if isinstance(i, (tuple, list)) else i for i in items]
         mutation = ""
         for start in range(0, max(len(rows), 1), step):
             payload = {"items": rows[start : start + step], "namespace": namespace}
-            mutation = self._call("POST", "/upsert_texts", payload)["mutation_id"]
+            mutation = self._call("POST", route, payload)["mutation_id"]
         return str(mutation)
+
+    def upsert_texts(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Embed (on the server, with the index's model) and upsert ``(id, text[, metadata])`` items."""
+        return self._upsert_objects("/upsert_texts", items, namespace)
+
+    def upsert_records(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Embed (on the server, with the index's record embedder) and upsert ``(id, record[, metadata])``."""
+        return self._upsert_objects("/upsert_records", items, namespace)
+
+    def upsert_items(
+        self, metadata: Mapping[str, Mapping[str, Any]] | None = None, namespace: str | None = None
+    ) -> str:
+        """Upsert every item the index's item embedder learned (``metadata`` by item id, optional)."""
+        return str(self._call("POST", "/upsert_items", {"metadata": metadata, "namespace": namespace})["mutation_id"])
+
+    def upsert_images(self, items: Sequence[Sequence[Any]], namespace: str | None = None) -> str:
+        """Not available remotely: images are files or PIL objects of this process."""
+        raise _errors.InvalidArgumentError(
+            "upsert_images is not available over HTTP; embed the images locally and upsert the vectors"
+        )
 
     def delete_by_ids(self, ids: Sequence[str]) -> str:
         """Delete vectors by id (unknown ids are ignored). Returns the mutation id."""
@@ -334,6 +359,18 @@ class RemoteIndex:
             payload["model"] = model
         return self._query(payload)
 
+    def query_record(
+        self,
+        record: Mapping[str, Any],
+        top_k: int = 5,
+        filter: Mapping[str, Any] | None = None,
+        namespace: str | None = None,
+        return_values: bool = False,
+        return_metadata: str = "none",
+    ) -> QueryResult:
+        """Query with the embedding of ``record`` by the index's record embedder (on the server)."""
+        return self._query({"record": record, **self._options(top_k, filter, namespace, return_values, return_metadata)})
+
     def list_vectors(self, count: int = 100, cursor: str | None = None) -> VectorList:
         """One page of ids in id order; the iteration sees the index as it was at the first page."""
         params = {"count": str(count)}
@@ -357,6 +394,34 @@ class RemoteIndex:
 
     def optimize(self) -> None:
         self._call("POST", "/optimize", {})
+
+
+def _binary_rows(items: list[Any]) -> np.ndarray | None:
+    """All values as one float32 matrix, when every item is a ``Vector`` whose values are a numeric
+    1-D numpy array of one common length; else ``None`` (the items then travel as JSON, untouched,
+    so the server rejects bad ones exactly as the embedded database would)."""
+    if not items or not all(
+        isinstance(v, Vector) and isinstance(v.values, np.ndarray) and v.values.ndim == 1
+        and v.values.dtype.kind in "fiu" and isinstance(v.id, str)
+        for v in items
+    ):
+        return None
+    if len({len(v.values) for v in items}) != 1:
+        return None
+    return np.stack([np.asarray(v.values) for v in items]).astype("<f4")
+
+
+def _columnar(items: list[Vector], matrix: np.ndarray) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "ids": [v.id for v in items],
+        "values_b64": base64.b64encode(np.ascontiguousarray(matrix).tobytes()).decode("ascii"),
+        "shape": list(matrix.shape),
+    }
+    if any(v.metadata is not None for v in items):
+        payload["metadata"] = [v.metadata for v in items]
+    if any(v.namespace is not None for v in items):
+        payload["namespaces"] = [v.namespace for v in items]
+    return payload
 
 
 def _wire_vector(v: Any) -> Any:

@@ -20,7 +20,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from likewise.embedders.base import Embedder, FloatMatrix, l2_normalize  # noqa: E402
+from likewise.embedders.base import Embedder, FloatMatrix, l2_normalize
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,9 +71,24 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (target / "modules.json").write_text(
         json.dumps(
             [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+                {
+                    "idx": 0,
+                    "name": "0",
+                    "path": "",
+                    "type": "sentence_transformers.models.Transformer",
+                },
+                {
+                    "idx": 1,
+                    "name": "1",
+                    "path": "1_Pooling",
+                    "type": "sentence_transformers.models.Pooling",
+                },
+                {
+                    "idx": 2,
+                    "name": "2",
+                    "path": "2_Normalize",
+                    "type": "sentence_transformers.models.Normalize",
+                },
             ]
         )
     )
@@ -95,7 +110,17 @@ def tiny_clip_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("PIL")
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    words = ["<pad>", "<unk>", "<s>", "</s>"] + "a photo of cat dog red blue car tree".split()
+    words = ["<pad>", "<unk>", "<s>", "</s>"] + [
+        "a",
+        "photo",
+        "of",
+        "cat",
+        "dog",
+        "red",
+        "blue",
+        "car",
+        "tree",
+    ]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()

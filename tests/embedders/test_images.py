@@ -18,7 +18,7 @@ def clip(tiny_clip_model: Path) -> ImageEmbedder:
     return ImageEmbedder(tiny_clip_model, batch_size=2)
 
 
-def picture(seed: int, size: tuple[int, int] = (48, 40)) -> "Image.Image":
+def picture(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
     pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     return Image.fromarray(pixels)
 
@@ -27,7 +27,9 @@ def test_images_from_files_pil_and_arrays(clip: ImageEmbedder, tmp_path: Path) -
     picture(1).save(tmp_path / "one.png")
     picture(2).convert("L").save(tmp_path / "grey.jpg")  # grey files become RGB
     array = np.asarray(picture(3))
-    vectors = clip.embed_batch([tmp_path / "one.png", str(tmp_path / "grey.jpg"), picture(1), array, picture(4)])
+    vectors = clip.embed_batch(
+        [tmp_path / "one.png", str(tmp_path / "grey.jpg"), picture(1), array, picture(4)]
+    )
     assert vectors.shape == (5, 16) and vectors.dtype == np.float32 and clip.dimensions == 16
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-5)  # same picture, file or object
@@ -54,3 +56,11 @@ def test_bad_inputs(clip: ImageEmbedder, tmp_path: Path) -> None:
         clip.embed_batch([tmp_path / "not-an-image.png"])
     with pytest.raises(InvalidInputError, match="PIL image"):
         clip.embed_batch([42])
+
+
+def test_to_dict_round_trip(clip: ImageEmbedder) -> None:
+    from likewise.embedders import embedder_from_dict
+
+    again = embedder_from_dict(clip.to_dict())
+    assert isinstance(again, ImageEmbedder) and again.model_id == clip.model_id
+    np.testing.assert_allclose(again.embed(picture(9)), clip.embed(picture(9)), atol=1e-6)

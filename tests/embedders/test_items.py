@@ -15,14 +15,18 @@ pytest.importorskip("torch")
 COMMUNITIES = ["sitcom", "horror", "documentary", "anime", "drama"]
 
 
-def planted_interactions(seed: int = 0, users: int = 400, per: int = 20, noise: float = 0.15) -> list[tuple[str, str]]:
+def planted_interactions(
+    seed: int = 0, users: int = 400, per: int = 20, noise: float = 0.15
+) -> list[tuple[str, str]]:
     """Viewers of one community watch 8–15 of its shows, plus some random ones (noise)."""
     rng = np.random.default_rng(seed)
     rows = []
     for u in range(users):
         home = COMMUNITIES[rng.integers(len(COMMUNITIES))]
         for _ in range(rng.integers(8, 16)):
-            community = COMMUNITIES[rng.integers(len(COMMUNITIES))] if rng.random() < noise else home
+            community = (
+                COMMUNITIES[rng.integers(len(COMMUNITIES))] if rng.random() < noise else home
+            )
             rows.append((f"user{u}", f"{community}-{rng.integers(per)}"))
     return rows
 
@@ -70,7 +74,10 @@ def test_sessions_and_weights() -> None:
     ids, vectors = emb.vectors()
     assert share_of_pure_neighbourhoods(ids, vectors) >= 0.9
     weighted = [{"user": u, "item": i, "weight": 2.0} for u, i in planted_interactions(users=50)]
-    assert ItemEmbedder(dimensions=8, epochs=1, progress=False).fit(weighted).vectors()[1].shape[1] == 8
+    assert (
+        ItemEmbedder(dimensions=8, epochs=1, progress=False).fit(weighted).vectors()[1].shape[1]
+        == 8
+    )
 
 
 def test_save_load_and_embed(fitted: ItemEmbedder, tmp_path: Path) -> None:
@@ -79,6 +86,9 @@ def test_save_load_and_embed(fitted: ItemEmbedder, tmp_path: Path) -> None:
     np.testing.assert_array_equal(again.vectors()[1], fitted.vectors()[1])
     assert again.vectors()[0] == fitted.vectors()[0] and again.model_id == fitted.model_id
     np.testing.assert_array_equal(again.embed_batch(["sitcom-3"])[0], again.embed("sitcom-3"))
+    from likewise.embedders import embedder_from_dict
+
+    assert embedder_from_dict(fitted.to_dict()).model_id == fitted.model_id
     with pytest.raises(InvalidInputError, match="not in the training data"):
         again.embed_batch(["western-1"])
 

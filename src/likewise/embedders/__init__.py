@@ -11,7 +11,7 @@ Heavy dependencies (torch, onnxruntime, transformers, Pillow) are imported only 
 loaded; a missing one raises :class:`~likewise.errors.MissingDependencyError` naming the extra.
 """
 
-from likewise.embedders.base import Embedder, Metric
+from likewise.embedders.base import Embedder, Metric, embedder_from_dict
 from likewise.embedders.cache import CachedEmbedder, CacheStats, EmbeddingCache
 from likewise.embedders.images import ImageEmbedder, ImageTextEmbedder
 from likewise.embedders.items import ItemEmbedder
@@ -41,5 +41,6 @@ __all__ = [
     "ResolvedModel",
     "TextEmbedder",
     "canonical_model_id",
+    "embedder_from_dict",
     "resolve_model",
 ]

@@ -15,7 +15,7 @@ import contextlib
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, Literal, TypeVar
@@ -23,12 +23,13 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from likewise.errors import MissingDependencyError
+from likewise.errors import InvalidArgumentError, MissingDependencyError
 
 __all__ = [
     "Embedder",
     "Metric",
     "cache_dir",
+    "embedder_from_dict",
     "l2_normalize",
     "quiet_transformers",
     "require",
@@ -67,7 +68,8 @@ class Embedder(ABC, Generic[T_contra]):
 
     def embed(self, item: T_contra) -> FloatMatrix:
         """Embed one object; returns a float32 vector of length ``dimensions``."""
-        return self.embed_batch([item])[0]
+        row: FloatMatrix = self.embed_batch([item])[0]
+        return row
 
     def embed_chunks(
         self, items: Iterable[T_contra], chunk_size: int = 1024
@@ -90,6 +92,33 @@ class Embedder(ABC, Generic[T_contra]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model_id={self.model_id!r}, dimensions={self.dimensions})"
+
+
+def embedder_from_dict(data: Mapping[str, Any], **options: Any) -> Embedder[Any]:
+    """Rebuild any likewise embedder from its ``to_dict()`` output (dispatching on ``format``).
+
+    This is what an index stores beside itself to embed later queries and upserts the same way.
+    ``options`` go to text and image embedders (``backend``, ``device``, ``cache``…); a record
+    embedder with text fields takes ``text_embedder``.
+    """
+    kind = str(data.get("format", "")).split("/")[0]
+    if kind == "likewise.text":
+        from likewise.embedders.text import TextEmbedder
+
+        return TextEmbedder.from_dict(data, **options)
+    if kind == "likewise.records":
+        from likewise.embedders.records import RecordEmbedder
+
+        return RecordEmbedder.from_dict(data, options.get("text_embedder"))
+    if kind == "likewise.items":
+        from likewise.embedders.items import ItemEmbedder
+
+        return ItemEmbedder.from_dict(data)
+    if kind == "likewise.images":
+        from likewise.embedders.images import ImageEmbedder
+
+        return ImageEmbedder.from_dict(data, **options)
+    raise InvalidArgumentError(f"unknown embedder format {data.get('format')!r}")
 
 
 def l2_normalize(matrix: npt.NDArray[np.floating]) -> FloatMatrix:

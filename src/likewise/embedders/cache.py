@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -154,7 +155,11 @@ class EmbeddingCache:
         missing = list(dict.fromkeys(t for t, v in zip(texts, cached) if v is None))
         fresh: dict[str, FloatMatrix] = {}
         if missing:
-            computed = embed(missing)
+            computed = np.asarray(embed(missing), dtype=np.float32)
+            if computed.shape[0] != len(missing):
+                raise InvalidInputError(
+                    f"the embedder returned {computed.shape[0]} vectors for {len(missing)} texts"
+                )
             self.put_many(model, missing, computed)
             fresh = {t: computed[i] for i, t in enumerate(missing)}
         if not texts:
@@ -181,7 +186,7 @@ class EmbeddingCache:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> EmbeddingCache:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

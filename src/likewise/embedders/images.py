@@ -17,7 +17,7 @@ extra (Pillow) on top of ``embed`` (torch, transformers).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from likewise.embedders.models import resolve_model
 from likewise.errors import InvalidArgumentError, InvalidInputError
 
 __all__ = ["ImageEmbedder", "ImageInput", "ImageTextEmbedder"]
+
+_FORMAT = "likewise.images/1"
 
 #: What :meth:`ImageEmbedder.embed_batch` accepts: a path, a ``PIL.Image.Image`` or an array.
 ImageInput = Any
@@ -117,10 +119,15 @@ class ImageEmbedder(Embedder[ImageInput]):
         images = list(items)
         out = np.empty((len(images), self.dimensions), dtype=np.float32)
         for start in range(0, len(images), self.batch_size):
-            batch = [self._load(x, start + i) for i, x in enumerate(images[start : start + self.batch_size])]
+            batch = [
+                self._load(x, start + i)
+                for i, x in enumerate(images[start : start + self.batch_size])
+            ]
             pixels = self._processor(images=batch, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
-                feats = _features(self._model.get_image_features(pixel_values=pixels.to(self.device)))
+                feats = _features(
+                    self._model.get_image_features(pixel_values=pixels.to(self.device))
+                )
             out[start : start + len(batch)] = feats.float().cpu().numpy()
         return l2_normalize(out)
 
@@ -130,7 +137,9 @@ class ImageEmbedder(Embedder[ImageInput]):
         texts = list(texts)
         for i, t in enumerate(texts):
             if not isinstance(t, str):
-                raise InvalidInputError(f"text {i} is a {type(t).__name__}, not a string", position=i)
+                raise InvalidInputError(
+                    f"text {i} is a {type(t).__name__}, not a string", position=i
+                )
         rows = []
         for start in range(0, len(texts), self.batch_size):
             enc = self._tokenizer(
@@ -151,6 +160,19 @@ class ImageEmbedder(Embedder[ImageInput]):
         if not rows:
             return np.zeros((0, getattr(self, "dimensions", 0)), dtype=np.float32)
         return l2_normalize(np.concatenate(rows))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The model behind the vectors, as JSON-safe data (for :meth:`from_dict`)."""
+        return {"format": _FORMAT, "model": self.model_id}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **options: Any) -> ImageEmbedder:
+        """Reopen the model :meth:`to_dict` described (``options``: ``device``, ``batch_size``)."""
+        if data.get("format") != _FORMAT:
+            raise InvalidArgumentError(
+                f"not a saved ImageEmbedder (format {data.get('format')!r}, expected {_FORMAT!r})"
+            )
+        return cls(data["model"], **options)
 
     def text_embedder(self) -> ImageTextEmbedder:
         """An ``Embedder[str]`` for queries, sharing this model and its vector space."""

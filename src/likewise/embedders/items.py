@@ -65,7 +65,7 @@ class _Corpus:
 
 
 def _detect(row: Any) -> Kind:
-    if isinstance(row, Mapping) or isinstance(row, tuple):
+    if isinstance(row, (Mapping, tuple)):
         return "interactions"
     if isinstance(row, Sequence) and not isinstance(row, (str, bytes)):
         return "sessions"
@@ -308,7 +308,9 @@ class ItemEmbedder(Embedder[Hashable]):
 
     def _require_fitted(self) -> None:
         if not self.ids:
-            raise InvalidArgumentError("the ItemEmbedder is not fitted; call fit(interactions) first")
+            raise InvalidArgumentError(
+                "the ItemEmbedder is not fitted; call fit(interactions) first"
+            )
 
     # -- persistence ------------------------------------------------------------------------------
 

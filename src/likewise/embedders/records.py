@@ -73,7 +73,9 @@ class Field:
                 f"unknown field type {self.type!r}; use one of {', '.join(get_args(FieldType))}"
             )
         if not (math.isfinite(self.weight) and self.weight >= 0):
-            raise InvalidArgumentError(f"field weight must be a finite number ≥ 0, not {self.weight}")
+            raise InvalidArgumentError(
+                f"field weight must be a finite number ≥ 0, not {self.weight}"
+            )
         if self.values is not None and self.type != "category":
             raise InvalidArgumentError("values= is only for category fields")
 
@@ -86,7 +88,9 @@ def _number(name: str, value: Any) -> float | None:
     try:
         x = float(value)
     except ValueError:
-        raise InvalidInputError(f"field {name!r} must be a number, not {value!r}", field=name) from None
+        raise InvalidInputError(
+            f"field {name!r} must be a number, not {value!r}", field=name
+        ) from None
     return None if math.isnan(x) else x
 
 
@@ -127,7 +131,9 @@ def _geo(name: str, value: Any) -> tuple[float, float] | None:
     else:
         pair = value
     if not isinstance(pair, Sequence) or len(pair) != 2:
-        raise InvalidInputError(f"field {name!r} must be a (lat, lon) pair, not {value!r}", field=name)
+        raise InvalidInputError(
+            f"field {name!r} must be a (lat, lon) pair, not {value!r}", field=name
+        )
     lat, lon = _number(name, pair[0]), _number(name, pair[1])
     if lat is None or lon is None:
         return None
@@ -331,7 +337,9 @@ class RecordEmbedder(Embedder[Mapping[str, Any]]):
         rows = list(records)
         for i, r in enumerate(rows):
             if not isinstance(r, Mapping):
-                raise InvalidInputError(f"record {i} is a {type(r).__name__}, not a dict", position=i)
+                raise InvalidInputError(
+                    f"record {i} is a {type(r).__name__}, not a dict", position=i
+                )
         return rows
 
     def embed_batch(self, items: Sequence[Mapping[str, Any]]) -> FloatMatrix:
@@ -344,8 +352,10 @@ class RecordEmbedder(Embedder[Mapping[str, Any]]):
                 "call fit(records) first",
                 fields=pending,
             )
-        blocks = [self._encode(name, [r.get(name) for r in rows]) * self.fields[name].weight
-                  for name in self.fields]
+        blocks = [
+            self._encode(name, [r.get(name) for r in rows]) * self.fields[name].weight
+            for name in self.fields
+        ]
         out = np.concatenate(blocks, axis=1) if rows else np.zeros((0, self.dimensions))
         if not self.dimensions:
             self._refresh()
@@ -360,19 +370,22 @@ class RecordEmbedder(Embedder[Mapping[str, Any]]):
             for i, v in enumerate(column):
                 x = _number(name, v)
                 values[i, 0] = x if x is not None else self._fill(name, state, i)
-            return (values - state["offset"]) / state["scale"]
+            scaled: Floats = (values - state["offset"]) / state["scale"]
+            return scaled
         if f.type == "range":
             pairs = np.empty((n, 2))
             for i, v in enumerate(column):
                 p = _range(name, v)
                 pairs[i] = p if p is not None else self._fill(name, state, i, "fill")
-            return (pairs - state["offset"]) / state["scale"] / math.sqrt(2)
+            scaled = (pairs - state["offset"]) / state["scale"] / math.sqrt(2)
+            return scaled
         if f.type == "geo":
             xyz = np.empty((n, 3))
             for i, v in enumerate(column):
                 p = _geo(name, v)
                 xyz[i] = _to_xyz(*p) if p is not None else self._fill(name, state, i)
-            return (xyz - np.asarray(state["offset"])) / state["scale"]
+            scaled = (xyz - np.asarray(state["offset"])) / state["scale"]
+            return scaled
         if f.type == "category":
             index = {v: j for j, v in enumerate(state["values"])}
             hot = np.zeros((n, len(index)))
@@ -386,8 +399,9 @@ class RecordEmbedder(Embedder[Mapping[str, Any]]):
             return hot
         texts = ["" if v is None else str(v) for v in column]
         present = np.array([v is not None for v in column])
-        vectors = self.text_embedder.embed_batch(texts).astype(np.float64)
-        return vectors * present[:, None]
+        vectors: Floats = self.text_embedder.embed_batch(texts).astype(np.float64)
+        vectors *= present[:, None]
+        return vectors
 
     def _fill(self, name: str, state: dict[str, Any], row: int, key: str = "mean") -> Any:
         if key not in state:

@@ -24,8 +24,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -57,6 +58,7 @@ __all__ = ["Backend", "TextEmbedder", "export_onnx"]
 log = logging.getLogger(__name__)
 
 Backend = Literal["auto", "onnx", "torch"]
+_FORMAT = "likewise.text/1"
 
 IntMatrix = npt.NDArray[np.int64]
 
@@ -67,8 +69,10 @@ _EXPORT_MIN_COSINE = 0.9999
 _PROBES = [
     "The quick brown fox jumps over the lazy dog.",
     "likewise",
-    "A much longer sentence, so that this probe batch has real padding in it: vectors of padded "
-    "and unpadded rows must both come out right, whatever the length bucket they land in.",
+    (
+        "A much longer sentence, so that this probe batch has real padding in it: vectors of "
+        "padded and unpadded rows must both come out right, whatever the length bucket they land in."
+    ),
     "Réseau de neurones 神经网络 — 12345 !?",
     "",
 ]
@@ -92,7 +96,8 @@ def _pool(hidden: npt.NDArray[np.float32], mask: IntMatrix, pooling: Pooling) ->
     weights = mask.astype(np.float32)
     summed = np.einsum("bld,bl->bd", hidden, weights)
     counts = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
-    return (summed / counts).astype(np.float32)
+    pooled: FloatMatrix = (summed / counts).astype(np.float32)
+    return pooled
 
 
 class _Tokenizer:
@@ -122,6 +127,12 @@ class _Tokenizer:
         truncated = sum(1 for e in encodings if e.overflowing)
         return encodings, truncated
 
+    def full_length(self, encoding: Any) -> int:
+        """Tokens the text had before truncation, special tokens included."""
+        # Each overflowing piece repeats the special tokens; count them once.
+        special = int(self._tok.num_special_tokens_to_add(False))
+        return len(encoding.ids) + sum(len(o.ids) - special for o in encoding.overflowing)
+
     def batches(self, encodings: list[Any], batch_size: int) -> list[_Batch]:
         """Length-sorted, padded batches: neighbours by length, so padding is minimal."""
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
@@ -144,7 +155,9 @@ class _Tokenizer:
 
 
 class _OnnxRunner:
-    def __init__(self, model_file: Path, meta: dict[str, Any], pooling: Pooling, threads: int | None):
+    def __init__(
+        self, model_file: Path, meta: dict[str, Any], pooling: Pooling, threads: int | None
+    ):
         ort = require("onnxruntime", "embed", "Text embedding on CPU")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -176,7 +189,7 @@ class _TorchRunner:
             dtype = torch.float32
         with quiet_transformers(transformers):
             self._model = transformers.AutoModel.from_pretrained(
-                str(path), dtype=dtype, local_files_only=True
+                str(path), local_files_only=True, **_dtype_kwarg(transformers, dtype)
             ).to(self._device)
         self._model.eval()
         self._takes_type_ids = "token_type_ids" in inspect.signature(self._model.forward).parameters
@@ -199,6 +212,12 @@ class _TorchRunner:
                 pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
             result: FloatMatrix = pooled.cpu().numpy().astype(np.float32)
             return result
+
+
+def _dtype_kwarg(transformers: Any, dtype: Any) -> dict[str, Any]:
+    # transformers renamed torch_dtype to dtype in 4.56; older versions would silently ignore it.
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
 
 
 def _cuda_available() -> bool:
@@ -233,13 +252,18 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
     # better than the traced SDPA path (measured 2.5× slower at 88 tokens).
     with quiet_transformers(transformers):
         hf = transformers.AutoModel.from_pretrained(
-            str(model.path), attn_implementation="eager", dtype=torch.float32, local_files_only=True
+            str(model.path),
+            attn_implementation="eager",
+            local_files_only=True,
+            **_dtype_kwarg(transformers, torch.float32),
         ).eval()
     inputs = ["input_ids", "attention_mask"]
     if "token_type_ids" in inspect.signature(hf.forward).parameters:
         inputs.append("token_type_ids")
 
-    class Encoder(torch.nn.Module):  # type: ignore[misc]
+    module: Any = torch.nn.Module
+
+    class Encoder(module):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.model = hf
@@ -274,8 +298,8 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
     out = session.run(None, {k: feeds[k] for k in inputs})[0]
     cosine = 1.0
     for pooling in ("mean", "cls"):
-        a = l2_normalize(_pool(out, probe.mask, pooling))  # type: ignore[arg-type]
-        b = l2_normalize(_pool(reference, probe.mask, pooling))  # type: ignore[arg-type]
+        a = l2_normalize(_pool(out, probe.mask, pooling))
+        b = l2_normalize(_pool(reference, probe.mask, pooling))
         cosine = min(cosine, float((a * b).sum(axis=1).min()))
     if cosine < _EXPORT_MIN_COSINE:
         raise LikewiseError(
@@ -367,8 +391,12 @@ class TextEmbedder(Embedder[str]):
         self.backend: Backend = backend
         self.device = device or ("cuda" if backend == "torch" and _cuda_available() else "cpu")
         if backend == "onnx" and self.device != "cpu":
-            raise InvalidArgumentError("backend='onnx' runs on the CPU; use backend='torch' on a GPU")
-        self.cache_key = f"{self.model_id}#{model_fingerprint(self.resolved)}|{self.pooling}|{self.max_length}"
+            raise InvalidArgumentError(
+                "backend='onnx' runs on the CPU; use backend='torch' on a GPU"
+            )
+        self.cache_key = (
+            f"{self.model_id}#{model_fingerprint(self.resolved)}|{self.pooling}|{self.max_length}"
+        )
         if cache is True:
             self.cache: EmbeddingCache | None = EmbeddingCache()
         elif cache is None or cache is False:
@@ -382,17 +410,29 @@ class TextEmbedder(Embedder[str]):
         self._warned = False
         self._runner: _Runner | None = None
         self._tokenizer: _Tokenizer | None = None
+        self._loading = threading.Lock()  # a server may call embed_batch from many threads
 
     def load(self) -> TextEmbedder:
         """Load the model now (exporting it to ONNX the first time) instead of on first use."""
-        if self._runner is None:
-            self._tokenizer = _Tokenizer(self.resolved.path, self.config, self.max_length)
-            if self.backend == "onnx":
-                file, meta = _onnx_model(self.resolved, self.config)
-                self._runner = _OnnxRunner(file, meta, self.pooling, self.threads)
-            else:
-                self._runner = _TorchRunner(self.resolved.path, self.pooling, self.device, self.threads)
+        with self._loading:
+            if self._runner is None:
+                self._tokenizer = _Tokenizer(self.resolved.path, self.config, self.max_length)
+                if self.backend == "onnx":
+                    file, meta = _onnx_model(self.resolved, self.config)
+                    self._runner = _OnnxRunner(file, meta, self.pooling, self.threads)
+                else:
+                    self._runner = _TorchRunner(
+                        self.resolved.path, self.pooling, self.device, self.threads
+                    )
         return self
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text before truncation (special tokens included); compare with
+        ``max_length`` to find the texts that will be truncated."""
+        self.load()
+        assert self._tokenizer is not None
+        encodings, _ = self._tokenizer.encode(list(texts))
+        return [self._tokenizer.full_length(e) for e in encodings]
 
     def embed_batch(self, items: Sequence[str]) -> FloatMatrix:
         """Embed ``items`` (strings); float32 ``[n, dimensions]``, unit rows, in input order."""
@@ -429,6 +469,30 @@ class TextEmbedder(Embedder[str]):
         for batch in self._tokenizer.batches(encodings, self.batch_size):
             out[batch.rows] = self._runner.pooled(batch.ids, batch.mask, batch.type_ids)
         return l2_normalize(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that determine the vectors, as JSON-safe data (for :meth:`from_dict`)."""
+        return {
+            "format": _FORMAT,
+            "model": self.model_id,
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **options: Any) -> TextEmbedder:
+        """An embedder giving the same vectors as the one :meth:`to_dict` described.
+
+        ``options`` (``backend``, ``device``, ``threads``, ``cache``, ``batch_size``) only change
+        how it runs, not what it computes.
+        """
+        if data.get("format") != _FORMAT:
+            raise InvalidArgumentError(
+                f"not a saved TextEmbedder (format {data.get('format')!r}, expected {_FORMAT!r})"
+            )
+        return cls(
+            data["model"], pooling=data.get("pooling"), max_length=data.get("max_length"), **options
+        )
 
     def __repr__(self) -> str:
         return (

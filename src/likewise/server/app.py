@@ -79,7 +79,9 @@ def create_app(
     st = AppState(
         db=db,
         auth=Authenticator(tokens),
-        models=ModelRegistry(embedder_factory, default_model, getattr(db, "embedding_cache_path", None)),
+        # No persistent cache for the stateless embedding endpoints (a synced SQLite write per call
+        # would dominate their latency); indexes bound to a model use the data directory's cache.
+        models=ModelRegistry(embedder_factory, default_model),
         metrics=Metrics(),
         max_body_bytes=max_body_bytes,
         max_batch=max_batch,

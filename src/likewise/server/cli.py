@@ -18,7 +18,18 @@ import click
 
 from ..errors import LikewiseError
 
-__all__ = ["is_loopback", "serve"]
+__all__ = ["KERNEL_THREAD_DEFAULTS", "is_loopback", "serve"]
+
+# One kernel thread per request: the server's parallelism comes from concurrent requests. Left to
+# their defaults, faiss's OpenMP and numpy's OpenBLAS start a spinning thread team per worker thread,
+# and on a busy machine a 0.3 ms search took 10-20 ms (measured; see docs/server.md). These must be
+# set before the libraries load, hence the re-exec in serve(); a variable the user set is kept.
+KERNEL_THREAD_DEFAULTS = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
 
 
 def is_loopback(host: str) -> bool:
@@ -34,6 +45,19 @@ def is_loopback(host: str) -> bool:
     except OSError:
         return False
     return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
+
+
+def _reexec_with_kernel_defaults() -> None:
+    """Restart this process (same PID, same arguments) with :data:`KERNEL_THREAD_DEFAULTS` set."""
+    if os.environ.get("LIKEWISE_SERVE_TUNED") or sys.argv[1:2] != ["serve"]:
+        return  # already done, opted out, or not run from a command line (e.g. CliRunner)
+    missing = {k: v for k, v in KERNEL_THREAD_DEFAULTS.items() if k not in os.environ}
+    if not missing:
+        return
+    env = {**os.environ, **missing, "LIKEWISE_SERVE_TUNED": "1"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-c", "from likewise.cli import main; main()", *sys.argv[1:]], env)
 
 
 def _configure_logging(level: str) -> None:
@@ -107,6 +131,7 @@ def serve(
             f"refusing to serve on {host} without a token: anyone who can reach it could read and write. "
             "Pass --token TOKEN (or set LIKEWISE_TOKENS), or bind 127.0.0.1."
         )
+    _reexec_with_kernel_defaults()
     _configure_logging(log_level)
     try:
         app = create_app(

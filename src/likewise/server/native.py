@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from ..errors import BatchTooLargeError, InvalidArgumentError, InvalidIdError
 from ..index import Index
+from ..types import Vector
 from .common import authorize, json_response, open_index, read_json, require_object, run, state
 from .errors import ApiError, parse_strict_json
 from .models import max_input_tokens, token_report
@@ -177,6 +178,8 @@ async def _vectors_body(request: Request) -> list[Any]:
         vectors: Any = parse_ndjson_vectors(await request.body())
     else:
         body = require_object(await read_json(request))
+        if "values_b64" in body:
+            return _columnar_vectors(request, body)
         check_keys(body, ("vectors",), "write request")
         vectors = body.get("vectors")
         if not isinstance(vectors, list):
@@ -186,6 +189,28 @@ async def _vectors_body(request: Request) -> list[Any]:
         if isinstance(item, dict) and "id" not in item:
             raise InvalidIdError(f"vector #{i} has no 'id'", index=i)
     return list(vectors)
+
+
+def _columnar_vectors(request: Request, body: dict[str, Any]) -> list[Any]:
+    """The binary form of a write (what :class:`likewise.Client` sends for numpy vectors):
+    ``{"ids", "values_b64", "shape", "metadata"?, "namespaces"?}``, one entry per row. The rows become
+    ordinary ``Vector`` objects, so ``insert``/``upsert`` validate them exactly as any other input."""
+    check_keys(body, ("ids", "values_b64", "shape", "metadata", "namespaces"), "write request")
+    ids = body.get("ids")
+    if not isinstance(ids, list):
+        raise InvalidArgumentError("'ids' must be an array")
+    _check_batch(request, len(ids))
+    matrix = _decode_matrix(body["values_b64"], body.get("shape"))
+    metadata, namespaces = body.get("metadata"), body.get("namespaces")
+    for key, column in (("metadata", metadata), ("namespaces", namespaces)):
+        if column is not None and (not isinstance(column, list) or len(column) != len(ids)):
+            raise InvalidArgumentError(f"'{key}' must be an array with one entry per id")
+    if len(matrix) != len(ids):
+        raise InvalidArgumentError(f"{len(ids)} ids but {len(matrix)} rows in values_b64")
+    return [
+        Vector(vid, matrix[i], metadata[i] if metadata else None, namespaces[i] if namespaces else None)
+        for i, vid in enumerate(ids)
+    ]
 
 
 _WRITE_BODY = _body(
@@ -264,31 +289,53 @@ def _decode_matrix(data: Any, shape: Any) -> np.ndarray:
     return np.frombuffer(raw, dtype="<f4").reshape(shape[0], shape[1])
 
 
-@router.post(
-    "/indexes/{name}/upsert_texts",
-    summary="Embed texts with the index's model and upsert them",
-    openapi_extra=_body(
-        {
-            "type": "object",
-            "required": ["items"],
-            "properties": {
-                "items": {"type": "array", "description": "[id, text] or [id, text, metadata]"},
-                "namespace": {"type": "string"},
-            },
-        }
-    ),
+_OBJECTS_BODY = _body(
+    {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {"type": "array", "description": "[id, object] or [id, object, metadata]"},
+            "namespace": {"type": "string"},
+        },
+    }
 )
-async def upsert_texts(name: str, request: Request) -> Response:
+
+
+async def _upsert_objects(request: Request, name: str, method: str) -> Response:
     authorize(request, "write", name)
     body = require_object(await read_json(request))
-    check_keys(body, ("items", "namespace"), "upsert_texts")
+    check_keys(body, ("items", "namespace"), method)
     items = body.get("items")
     if not isinstance(items, list):
-        raise InvalidArgumentError("'items' must be an array of [id, text] or [id, text, metadata]")
+        raise InvalidArgumentError("'items' must be an array of [id, object] or [id, object, metadata]")
     _check_batch(request, len(items))
     idx = await _index(request, name)
-    mutation = await run(idx.upsert_texts, items, body.get("namespace"))
+    mutation = await run(getattr(idx, method), items, body.get("namespace"))
     return json_response({"mutation_id": mutation, "count": len(items)})
+
+
+@router.post("/indexes/{name}/upsert_texts", summary="Embed texts with the index's model and upsert", openapi_extra=_OBJECTS_BODY)
+async def upsert_texts(name: str, request: Request) -> Response:
+    return await _upsert_objects(request, name, "upsert_texts")
+
+
+@router.post("/indexes/{name}/upsert_records", summary="Embed records with the index's record embedder and upsert", openapi_extra=_OBJECTS_BODY)
+async def upsert_records(name: str, request: Request) -> Response:
+    return await _upsert_objects(request, name, "upsert_records")
+
+
+@router.post(
+    "/indexes/{name}/upsert_items",
+    summary="Upsert every item the index's item embedder learned",
+    openapi_extra=_body({"type": "object", "properties": {"metadata": {"type": "object"}, "namespace": {"type": "string"}}}),
+)
+async def upsert_items(name: str, request: Request) -> Response:
+    authorize(request, "write", name)
+    body = require_object(await read_json(request))
+    check_keys(body, ("metadata", "namespace"), "upsert_items")
+    idx = await _index(request, name)
+    mutation = await run(idx.upsert_items, body.get("metadata"), body.get("namespace"))
+    return json_response({"mutation_id": mutation})
 
 
 @router.post(
@@ -316,12 +363,12 @@ async def query(name: str, request: Request) -> Response:
     body = require_object(await read_json(request))
     check_keys(
         body,
-        ("vector", "id", "text", "model", "top_k", "filter", "namespace", "return_values", "return_metadata"),
+        ("vector", "id", "text", "record", "model", "top_k", "filter", "namespace", "return_values", "return_metadata"),
         "query",
     )
-    given = [k for k in ("vector", "id", "text") if k in body]
+    given = [k for k in ("vector", "id", "text", "record") if k in body]
     if len(given) != 1:
-        raise InvalidArgumentError("give exactly one of 'vector', 'id' or 'text'")
+        raise InvalidArgumentError("give exactly one of 'vector', 'id', 'text' or 'record'")
     kwargs = {k: body[k] for k in ("top_k", "filter", "namespace", "return_values", "return_metadata") if k in body}
     st = state(request)
     idx = await _index(request, name)
@@ -329,6 +376,8 @@ async def query(name: str, request: Request) -> Response:
         result = await run(lambda: idx.query_by_id(body["id"], **kwargs))
     elif "vector" in body:
         result = await run(lambda: idx.query(body["vector"], **kwargs))
+    elif "record" in body:
+        result = await run(lambda: idx.query_record(body["record"], **kwargs))
     elif "model" in body:  # an explicit model: embed here, with the server's model registry
         text = body["text"]
         if not isinstance(text, str) or not text:
