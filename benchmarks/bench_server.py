@@ -18,6 +18,10 @@ for both systems so that speed is not bought with accuracy.
 Run (in the benchmark venv, which has chromadb and likewise[server])::
 
     .venv-bench/bin/python benchmarks/bench_server.py --n 100000 --dim 384 --out benchmarks/results/server.json
+
+``likewise serve`` runs its kernels with one thread per request (OMP_NUM_THREADS=1, OPENBLAS_NUM_THREADS=1,
+OMP_WAIT_POLICY=PASSIVE, set by the command itself); this script sets the same for its own process, so
+that the in-process baseline is measured the same way, and starts Chroma without them.
 """
 
 from __future__ import annotations
@@ -36,7 +40,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+for _name, _value in (("OMP_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"),
+                      ("OMP_WAIT_POLICY", "PASSIVE")):
+    os.environ.setdefault(_name, _value)  # before numpy and faiss load (see the docstring)
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -168,9 +176,12 @@ class Chroma:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.log = open(workdir / "chroma-server.log", "w")  # noqa: SIM115
+        # Chroma gets the environment without the kernel-thread settings likewise's server uses.
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                                 "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
         self.proc = subprocess.Popen(
             [str(BIN / "chroma"), "run", "--path", str(workdir / "chroma"), "--port", str(self.port), "--host", "127.0.0.1"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
         )
         wait_http(f"http://127.0.0.1:{self.port}/api/v2/heartbeat")
         self.client = self._client()

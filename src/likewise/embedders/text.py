@@ -163,6 +163,10 @@ class _OnnxRunner:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime picks the physical cores
         options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: the CPU is shared with the caller (a
+        # server, SQLite, the ANN engine). Measured equal or faster on 2 busy cores (10.6 vs 9.4
+        # texts/s), and batches of 64 keep each operator long enough that wake-ups cost little.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
