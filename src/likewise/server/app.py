@@ -38,7 +38,7 @@ from .. import __version__
 from ..database import Database
 from ..engines import EngineParams
 from ..errors import LikewiseError, TooLargeError
-from . import cloudflare, native, openai
+from . import cloudflare, explorer, native, openai
 from .auth import Authenticator, Token
 from .common import NO_RETRY, AppState, authorize, json_response, state
 from .errors import ApiError, native_error_body
@@ -112,6 +112,7 @@ def create_app(
     app.include_router(openai.router)
     app.include_router(cloudflare.router, prefix="/client/v4")
     app.include_router(cloudflare.router, include_in_schema=False)  # base_url without /client/v4
+    app.include_router(explorer.router)  # the web explorer at /
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and readiness")
     async def healthz() -> Response:

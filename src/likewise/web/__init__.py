@@ -1,0 +1,1 @@
+"""Static files of the web explorer (served by likewise.server.explorer)."""
