@@ -829,6 +829,43 @@ def markdown(reports: list[dict[str, Any]]) -> str:
             out.extend(curves)
             out.append("")
     out.append(goals(sizes))
+    if len(sizes) >= 2:
+        out.append(growth(sizes))
+    return "\n".join(out)
+
+
+def growth(sizes: dict[str, dict[str, Any]]) -> str:
+    """How each measure changes from the smallest to the largest size (medians of the rounds)."""
+    ns = sorted(sizes, key=int)
+    lo, hi = ns[0], ns[-1]
+    out = [f"### Growth from {int(lo):,} to {int(hi):,} vectors ({int(hi) // int(lo)}× the data)\n"]
+    out.append(f"| system | measure | {int(lo):,} | {int(hi):,} | change |")
+    out.append("|---|---|---|---|---|")
+    systems = list(sizes[lo]["systems"])
+    for system in systems:
+        rows: list[tuple[str, float | None, float | None, int]] = []
+        b0 = sizes[lo]["systems"].get(system, {}).get("build", {})
+        b1 = sizes[hi]["systems"].get(system, {}).get("build", {})
+        if not b1.get("reused_from"):
+            rows.append(("ingest vectors/s", b0.get("ingest_rate"), b1.get("ingest_rate"), 0))
+            rows.append(("time to fully indexed, s", b0.get("time_to_indexed_s"), b1.get("time_to_indexed_s"), 0))
+        rows.append(("disk MiB", sizes[lo]["systems"].get(system, {}).get("disk_mib_final"), sizes[hi]["systems"].get(system, {}).get("disk_mib_final"), 0))
+        labels = [lab for lab in sizes[lo]["systems"].get(system, {}).get("serve", {}) if lab in sizes[hi]["systems"].get(system, {}).get("serve", {})]
+        op0, op1 = _op_label(sizes[lo], system), _op_label(sizes[hi], system)
+        for lab in labels:
+            r0, r1 = _runs(sizes[lo], system, lab), _runs(sizes[hi], system, lab)
+            for mode, name in (("all", "unfiltered"), ("c10", "10%"), ("c100", "1%")):
+                rows.append((f"{lab}: {name} QPS", _med(r0, mode, "qps"), _med(r1, mode, "qps"), 0))
+                rows.append((f"{lab}: {name} p50 ms", _med(r0, mode, "p50_ms"), _med(r1, mode, "p50_ms"), 2))
+                rows.append((f"{lab}: {name} recall", _med(r0, mode, "recall"), _med(r1, mode, "recall"), 3))
+            rows.append((f"{lab}: open + first query s", _med(r0, "open_first_query_s"), _med(r1, "open_first_query_s"), 2))
+            rows.append((f"{lab}: RSS MiB", _med(r0, "rss_end_mib"), _med(r1, "rss_end_mib"), 0))
+        if op0 != op1 and op0 and op1:
+            rows.append((f"operating point (recall ≥ 0.95) moved from {op0} to {op1}", None, None, 0))
+        for name, v0, v1, d in rows:
+            ch = f"{v1 / v0:.2f}×" if v0 and v1 else ""
+            out.append(f"| {system} | {name} | {_f(v0, d)} | {_f(v1, d)} | {ch} |")
+    out.append("")
     return "\n".join(out)
 
 
