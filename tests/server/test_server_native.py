@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -294,6 +295,9 @@ def test_access_log_is_json_without_tokens(make_server: ServerFactory, caplog: p
             make_index(http)
             http.get("/v1/indexes/tv/vectors", params={"count": 5})
         httpx.get(server.url + "/v1/indexes", headers={"authorization": "Bearer wrong-token-value"})
+        deadline = time.monotonic() + 5  # the line is written just after the response is sent
+        while sum(r.name == "likewise.access" for r in caplog.records) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "likewise.access"]
     assert [(line["method"], line["route"], line["status"]) for line in lines] == [
         ("POST", "/v1/indexes", 201),

@@ -20,30 +20,32 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import CorruptionError, InvalidArgumentError, InvalidCursorError, StorageError
 from ..types import QueryResult
 
 __all__ = [
-    "ROUTING",
     "MANIFEST",
     "MARKER",
+    "ROUTING",
     "Manifest",
+    "ShardStatus",
     "ShardUnavailableError",
     "ShardedQueryResult",
-    "ShardStatus",
-    "shard_of",
-    "route",
-    "shard_dir",
-    "read_manifest",
+    "check_shard_count",
     "create_manifest",
+    "decode_cursor",
+    "encode_cursor",
     "format_clock",
     "parse_clock",
-    "encode_cursor",
-    "decode_cursor",
+    "read_manifest",
+    "route",
+    "shard_dir",
+    "shard_of",
 ]
 
 ROUTING = "blake2b64-mod"

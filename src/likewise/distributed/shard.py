@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from ..database import Database
-from ..engines import EngineParams
+from ..engines import EngineParams, Plan
 from ..errors import CorruptionError, DataDirLockedError, IndexExistsError, IndexNotFoundError
 from ..index import Index
 from ..store import IndexRow
@@ -44,7 +44,7 @@ def _node_id() -> str:
         import ray
 
         return str(ray.get_runtime_context().get_node_id())
-    except Exception:  # not inside Ray (unit tests)
+    except Exception:  # noqa: BLE001 - not inside Ray (unit tests) or no runtime context
         return "local"
 
 
@@ -193,8 +193,7 @@ class ShardActor:
         return self._index(name).delete_by_ids(ids)
 
     def last_seq(self, name: str) -> int:
-        last = self._index(name)._store.last_mutation(self._index(name)._row.id)
-        return last[0] if last else 0
+        return int(self._index(name).info().processed_up_to_mutation or 0)
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -256,12 +255,12 @@ class ShardActor:
     def optimize(self, name: str) -> None:
         self._index(name).optimize()
 
+    def last_plan(self, name: str) -> Plan | None:
+        """How this shard answered its last query of ``name`` (exact or hnsw; for tests and explain)."""
+        return self._index(name)._engine.last_plan
+
     def ping(self, seconds: float = 0.0) -> int:
         """Answer after ``seconds`` (tests use it to have a call in flight when a shard is killed)."""
         if seconds:
             time.sleep(seconds)
         return self.shard
-
-
-def _unused(_: Sequence[Any]) -> None:  # pragma: no cover - keeps linters quiet about Sequence
-    pass

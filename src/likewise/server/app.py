@@ -44,6 +44,7 @@ from .common import NO_RETRY, AppState, authorize, json_response, state
 from .errors import ApiError, native_error_body
 from .metrics import Metrics
 from .models import DEFAULT_MODEL, ModelRegistry
+from .routing import FastDispatchMiddleware, compile_routes
 
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -126,6 +127,10 @@ def create_app(
     app.add_exception_handler(LikewiseError, _likewise_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    fast_routes = compile_routes(
+        [("", native.router), ("", openai.router), ("/client/v4", cloudflare.router), ("", cloudflare.router)]
+    )
+    app.add_middleware(FastDispatchMiddleware, routes=fast_routes, render=render)  # see routing.py
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=st.metrics)  # outermost: sees every response
     return app

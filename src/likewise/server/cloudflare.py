@@ -23,7 +23,7 @@ metadata index was created out of that index; likewise indexes them all.
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
@@ -49,7 +49,7 @@ from ..errors import (
 from ..filters import parse_filter
 from ..index import Index
 from ..types import METRICS, IndexConfig
-from .common import NO_RETRY, authorize, json_response, open_index, run, state
+from .common import NO_RETRY, as_float_array, authorize, json_response, open_index, run, state, vectors_as_arrays
 from .errors import ApiError, native_error_body, parse_json, parse_strict_json
 from .models import PRESETS
 
@@ -356,7 +356,7 @@ async def _write(request: Request, index_name: str, op: str) -> Response:
             unique[v["id"]] = v
     idx = await _index(request, index_name)
     write = idx.insert if op == "insert" else idx.upsert
-    mutation = await run(write, list(unique.values()))
+    mutation = await run(write, vectors_as_arrays(list(unique.values())))
     return ok({"mutationId": mutation})
 
 
@@ -440,7 +440,7 @@ async def query(account_id: str, index_name: str, request: Request) -> Response:
         )
         if vector_id is not None:
             return idx.query_by_id(vector_id, **kwargs)
-        return idx.query(cast(Any, vector), **kwargs)
+        return idx.query(as_float_array(vector), **kwargs)
 
     result = await run(work)
     return ok(result.to_dict())

@@ -24,7 +24,17 @@ from starlette.responses import Response
 from ..errors import BatchTooLargeError, InvalidArgumentError, InvalidIdError
 from ..index import Index
 from ..types import Vector
-from .common import authorize, json_response, open_index, read_json, require_object, run, state
+from .common import (
+    as_float_array,
+    authorize,
+    json_response,
+    open_index,
+    read_json,
+    require_object,
+    run,
+    state,
+    vectors_as_arrays,
+)
 from .errors import ApiError, parse_strict_json
 from .models import max_input_tokens, token_report
 
@@ -96,6 +106,13 @@ def parse_ndjson_vectors(data: bytes) -> list[Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "invalid_json", f"NDJSON line {number} is not valid JSON: {exc}", line=number) from exc
     return out
+
+
+def _ids(body: dict[str, Any]) -> Any:
+    ids = body.get("ids")
+    if not isinstance(ids, (list, str)):  # a string goes on: the core has its own message for it
+        raise InvalidArgumentError("'ids' must be an array of vector ids")
+    return ids
 
 
 def _check_batch(request: Request, n: int) -> None:
@@ -188,7 +205,7 @@ async def _vectors_body(request: Request) -> list[Any]:
     for i, item in enumerate(vectors):  # the bad-input table wants invalid_id for a missing id
         if isinstance(item, dict) and "id" not in item:
             raise InvalidIdError(f"vector #{i} has no 'id'", index=i)
-    return list(vectors)
+    return list(vectors_as_arrays(vectors))
 
 
 def _columnar_vectors(request: Request, body: dict[str, Any]) -> list[Any]:
@@ -273,6 +290,18 @@ async def upsert_arrays(name: str, request: Request) -> Response:
     return json_response({"mutation_id": mutation, "count": len(ids)})
 
 
+def _decode_vector(data: Any) -> np.ndarray:
+    if not isinstance(data, str):
+        raise InvalidArgumentError("'vector_b64' must be a base64 string of little-endian float32")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArgumentError(f"'vector_b64' is not valid base64: {exc}") from exc
+    if len(raw) % 4:
+        raise InvalidArgumentError(f"'vector_b64' holds {len(raw)} bytes, not a whole number of float32")
+    return np.frombuffer(raw, dtype="<f4")
+
+
 def _decode_matrix(data: Any, shape: Any) -> np.ndarray:
     if not isinstance(data, str):
         raise InvalidArgumentError("'values_b64' must be a base64 string")
@@ -347,9 +376,8 @@ async def delete_by_ids(name: str, request: Request) -> Response:
     authorize(request, "write", name)
     body = require_object(await read_json(request))
     check_keys(body, ("ids",), "delete_by_ids")
-    ids = body.get("ids")
-    if isinstance(ids, list):
-        _check_batch(request, len(ids))
+    ids = _ids(body)
+    _check_batch(request, len(ids))
     idx = await _index(request, name)
     return json_response({"mutation_id": await run(idx.delete_by_ids, ids)})
 
@@ -363,9 +391,12 @@ async def query(name: str, request: Request) -> Response:
     body = require_object(await read_json(request))
     check_keys(
         body,
-        ("vector", "id", "text", "record", "model", "top_k", "filter", "namespace", "return_values", "return_metadata"),
+        ("vector", "vector_b64", "id", "text", "record", "model", "top_k", "filter", "namespace", "return_values",
+         "return_metadata"),
         "query",
     )
+    if "vector_b64" in body:  # what likewise.Client sends for a numpy vector: float32, no JSON floats
+        body["vector"] = _decode_vector(body.pop("vector_b64"))
     given = [k for k in ("vector", "id", "text", "record") if k in body]
     if len(given) != 1:
         raise InvalidArgumentError("give exactly one of 'vector', 'id', 'text' or 'record'")
@@ -375,7 +406,8 @@ async def query(name: str, request: Request) -> Response:
     if "id" in body:
         result = await run(lambda: idx.query_by_id(body["id"], **kwargs))
     elif "vector" in body:
-        result = await run(lambda: idx.query(body["vector"], **kwargs))
+        vector = as_float_array(body["vector"])
+        result = await run(lambda: idx.query(vector, **kwargs))
     elif "record" in body:
         result = await run(lambda: idx.query_record(body["record"], **kwargs))
     elif "model" in body:  # an explicit model: embed here, with the server's model registry
@@ -402,14 +434,25 @@ async def get_by_ids(name: str, request: Request) -> Response:
     authorize(request, "read", name)
     body = require_object(await read_json(request))
     check_keys(body, ("ids",), "get_by_ids")
+    ids = _ids(body)
     idx = await _index(request, name)
-    found = await run(idx.get_by_ids, body.get("ids"))
+    found = await run(idx.get_by_ids, ids)
     return json_response({"vectors": [v.to_dict() for v in found]})
 
 
-@router.get("/indexes/{name}/vectors", summary="One page of vector ids (cursor over a snapshot)")
-async def list_vectors(name: str, request: Request, count: str | None = None, cursor: str | None = None) -> Response:
+@router.get(
+    "/indexes/{name}/vectors",
+    summary="One page of vector ids (cursor over a snapshot)",
+    openapi_extra={
+        "parameters": [
+            {"name": "count", "in": "query", "required": False, "schema": {"type": "integer", "default": 100}},
+            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+        ]
+    },
+)
+async def list_vectors(name: str, request: Request) -> Response:
     authorize(request, "read", name)
+    count, cursor = request.query_params.get("count"), request.query_params.get("cursor")
     kwargs: dict[str, Any] = {}
     if count is not None:
         kwargs["count"] = int(count) if count.lstrip("-").isdigit() else count  # the core names the problem

@@ -1,0 +1,110 @@
+"""The Ray tier: a local two-node cluster (head + worker, token auth) shared by every ``ray`` test.
+
+Ray binds the host's address whatever it is told, so these tests only run inside a network namespace
+that has nothing but loopback (``unshare -n sh -c 'ip link set lo up; exec pytest tests/ray -m ray'``);
+anywhere else they are skipped with that reason. ``test_ray_tier.py`` (not marked ``ray``) is what
+runs them from a plain ``pytest``: it starts that namespace and this tier inside it.
+
+Fixtures: ``ray_cluster`` (session: the two nodes and a connected driver), ``sharded_db`` (session:
+a 2-shard database whose shards sit on the two nodes) and ``db`` (per test: ``sharded_db`` emptied
+afterwards; it replaces the root conftest's ``db`` so the conformance suite runs against shards).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import likewise
+
+NODE_MEMORY = 2 * 1024**3  # both nodes share one machine; each would otherwise claim all of it
+OBJECT_STORE = 80 * 1024**2
+# Exact search below 1,000 vectors per shard (every conformance test); ANN above (the recall test).
+ENGINE = likewise.EngineParams(background=False, ann_threshold=1000)
+
+
+def loopback_only() -> bool:
+    """Whether this process sees no network interface but ``lo`` (the namespace the tier needs)."""
+    try:
+        return {name for _, name in socket.if_nameindex()} <= {"lo"}
+    except OSError:
+        return False
+
+
+def why_not() -> str | None:
+    if importlib.util.find_spec("ray") is None:
+        return "Ray is not installed (pip install 'likewise[ray]')"
+    if not loopback_only():
+        return (
+            "the Ray tier runs only in a loopback-only network namespace (Ray binds the host's address): "
+            "`unshare -n sh -c 'ip link set lo up; exec python -m pytest tests/ray -m ray'`, which "
+            "tests/ray/test_ray_tier.py does for a plain pytest run"
+        )
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ray: needs Ray and a loopback-only network namespace (tests/ray)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = why_not()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if item.get_closest_marker("ray") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Head and worker node on loopback, token auth on for both nodes and this driver."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 2, "memory": NODE_MEMORY, "object_store_memory": OBJECT_STORE}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    cluster.add_node(**node)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level=logging.WARNING)
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sharded_db(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import likewise.distributed as lwd
+
+    db = lwd.open(tmp_path_factory.mktemp("sharded") / "db", shards=2, engine=ENGINE)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def db(sharded_db: Any) -> Iterator[Any]:
+    """The shared sharded database, emptied after each test (fresh actors per test would cost minutes)."""
+    yield sharded_db
+    for cfg in sharded_db.list_indexes():
+        sharded_db.delete_index(cfg.name)
+
+
+@pytest.fixture
+def fresh_path(tmp_path: Path) -> Path:
+    return tmp_path / "db"
