@@ -10,8 +10,15 @@ Run with the benchmark venv (not the project venv):
     .venv-bench/bin/pip install numpy faiss-cpu hnswlib usearch psutil
     .venv-bench/bin/python benchmarks/bench_engines.py --n 100000 --out results.md
 
-Data: synthetic clustered unit vectors (deterministic seed), and, when present,
-bench-data/debian-minilm.npy (real MiniLM vectors; queries are held out rows).
+Data: synthetic clustered unit vectors (deterministic seed), and, when present, real
+MiniLM vectors: --real FILE.npy (default bench-data/debian-minilm.npy; 1,000 random rows
+are held out as queries), or else bench-data/debian-document-minilm.npy as the base set
+with queries sampled from bench-data/debian-synopsis-minilm.npy (benchmarks/corpus.py
+writes both). --real-only skips the synthetic set.
+
+Every ANN engine is built and measured in its own fresh process, so RSS deltas are clean.
+Timings: wall-clock QPS/p50/p99 per call and process CPU time per query (the latter is
+the robust comparator on a busy shared machine).
 
 Outputs a markdown report (--out) and the raw numbers as JSON (same name, .json).
 """
@@ -29,10 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 
 def _argv_value(name: str, default: str) -> str:
@@ -50,7 +57,7 @@ os.environ.setdefault("OMP_NUM_THREADS", _argv_value("--threads", "2"))
 for _v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, _argv_value("--query-threads", "1"))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 EF_UNFILTERED = [16, 24, 32, 48, 64, 96, 128, 256]
 EF_FILTERED = [16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048]
@@ -301,6 +308,7 @@ class Engine:
     # filtered: prepare per FilterCase, then search_filtered(q, k, value)
     def prepare_filter(self, fc: FilterCase) -> None: ...
     def search_filtered(self, q: np.ndarray, k: int, v: int) -> np.ndarray: ...
+
     filtered_supported = True
     filtered_note = ""
 
@@ -474,7 +482,9 @@ def allowed_fn(fc: FilterCase) -> Callable[[int, np.ndarray], np.ndarray]:
     return lambda i, ids: fc.attr[ids] == fc.qvalue[i]
 
 
-def np_subset_search(X: np.ndarray, fc: FilterCase, k: int) -> Callable[[np.ndarray, int], np.ndarray]:
+def np_subset_search(
+    X: np.ndarray, fc: FilterCase, k: int
+) -> Callable[[np.ndarray, int], np.ndarray]:
     def f(q: np.ndarray, i: int) -> np.ndarray:
         ids = fc.idx[fc.qvalue[i]]
         sc = X[ids] @ q
@@ -495,15 +505,21 @@ class Bench:
 
     def measure(self, engine, scenario, param, fn, g, allowed=None) -> Point:  # type: ignore[no-untyped-def]
         a = self.args
-        p = Point(engine, scenario, param, *run_queries(fn, self.Q, g, self.k, a.budget, a.min_queries, allowed, self.X))
+        p = Point(
+            engine,
+            scenario,
+            param,
+            *run_queries(fn, self.Q, g, self.k, a.budget, a.min_queries, allowed, self.X),
+        )
         self.points.append(p)
         log_point(p)
         return p
 
-    def sweep(self, engine, scenario, efs, set_ef, fn, g, allowed=None) -> None:  # type: ignore[no-untyped-def]
+    def sweep(self, engine, scenario, efs, set_ef, fn, g, allowed=None, full=False) -> None:  # type: ignore[no-untyped-def]
         for ef in efs:
             set_ef(ef)
-            if self.measure(engine, scenario, f"ef={ef}", fn, g, allowed).recall >= self.args.target:
+            p = self.measure(engine, scenario, f"ef={ef}", fn, g, allowed)
+            if p.recall >= self.args.target and not full:
                 return
 
     def run_exact(self, sels: list[float]) -> None:
@@ -520,13 +536,23 @@ class Bench:
         self.measure("numpy exact (X @ q)", "unfiltered", "exact", np_exact, self.gt)
         flat = faiss.IndexFlatIP(X.shape[1])
         flat.add(X)
-        self.measure("faiss IndexFlatIP", "unfiltered", "exact",
-                     lambda q, i: flat.search(q[None], k)[1][0], self.gt)
-        del flat
+        self.measure(
+            "faiss IndexFlatIP",
+            "unfiltered",
+            "exact",
+            lambda q, i, flat=flat: flat.search(q[None], k)[1][0],
+            self.gt,
+        )
         for s in sels:
             fc = self.fcases[s]
-            self.measure("numpy exact on subset (X[idx] @ q)", f"sel={s:g}", "exact",
-                         np_subset_search(X, fc, k), fc.gt, allowed_fn(fc))
+            self.measure(
+                "numpy exact on subset (X[idx] @ q)",
+                f"sel={s:g}",
+                "exact",
+                np_subset_search(X, fc, k),
+                fc.gt,
+                allowed_fn(fc),
+            )
 
     def run_engine(self, ename: str, sels: list[float], cross: list[float]) -> dict[str, Any]:
         a, X, k, n = self.args, self.X, self.k, len(self.X)
@@ -537,15 +563,30 @@ class Bench:
         c0 = time.process_time()
         _, bt, peak, kept = measure_memory(lambda: eng.build(X))
         cpu = time.process_time() - c0
-        build = {"engine": eng.name, "build_s": bt, "vectors_per_s": n / bt, "build_cpu_s": cpu,
-                 "peak_rss_delta_mib": peak, "retained_rss_delta_mib": kept}
-        log(f"   build {bt:.1f}s ({n / bt:,.0f} vec/s, {cpu:.0f} CPU-s) "
-            f"peak RSS +{peak:.0f} MiB, retained +{kept:.0f} MiB")
+        build = {
+            "engine": eng.name,
+            "build_s": bt,
+            "vectors_per_s": n / bt,
+            "build_cpu_s": cpu,
+            "peak_rss_delta_mib": peak,
+            "retained_rss_delta_mib": kept,
+        }
+        log(
+            f"   build {bt:.1f}s ({n / bt:,.0f} vec/s, {cpu:.0f} CPU-s) "
+            f"peak RSS +{peak:.0f} MiB, retained +{kept:.0f} MiB"
+        )
         if isinstance(eng, FaissHNSW):  # single-query search runs on one thread anyway
             eng.faiss.omp_set_num_threads(a.query_threads)
 
-        self.sweep(eng.name, "unfiltered", EF_UNFILTERED, eng.set_ef,
-                   lambda q, i: eng.search(q, k), self.gt)
+        self.sweep(
+            eng.name,
+            "unfiltered",
+            EF_UNFILTERED,
+            eng.set_ef,
+            lambda q, i: eng.search(q, k),
+            self.gt,
+            full=a.full_curve,
+        )
 
         for s in sorted(set(sels) | (set(cross) if ename == "faiss" else set()), reverse=True):
             fc = self.fcases[s]
@@ -556,26 +597,50 @@ class Bench:
                     count = min(n, int(math.ceil(k / s * m)))
                     eng.set_ef(max(64, count))
                     p = self.measure(
-                        eng.name + " post-filter (workaround)", scn, f"oversample={m} (count={count})",
-                        lambda q, i, c=count: eng.search_postfilter(q, k, fc.qvalue[i], c),
-                        fc.gt, allowed_fn(fc))
+                        eng.name + " post-filter (workaround)",
+                        scn,
+                        f"oversample={m} (count={count})",
+                        lambda q, i, c=count, fc=fc: eng.search_postfilter(q, k, fc.qvalue[i], c),
+                        fc.gt,
+                        allowed_fn(fc),
+                    )
                     if p.recall >= a.target:
                         break
                 continue
             suffix = " + IDSelectorBitmap" if ename == "faiss" else " + filter callable"
-            self.sweep(eng.name + suffix, scn, EF_FILTERED, eng.set_ef,
-                       lambda q, i: eng.search_filtered(q, k, fc.qvalue[i]), fc.gt, allowed_fn(fc))
+            self.sweep(
+                eng.name + suffix,
+                scn,
+                EF_FILTERED,
+                eng.set_ef,
+                lambda q, i, fc=fc: eng.search_filtered(q, k, fc.qvalue[i]),
+                fc.gt,
+                allowed_fn(fc),
+            )
             if isinstance(eng, FaissHNSW):
-                self.measure("faiss flat storage + IDSelectorBitmap", scn, "exact",
-                             lambda q, i: eng.search_flat_selector(q, k, fc.qvalue[i]),
-                             fc.gt, allowed_fn(fc))
+                self.measure(
+                    "faiss flat storage + IDSelectorBitmap",
+                    scn,
+                    "exact",
+                    lambda q, i, fc=fc: eng.search_flat_selector(q, k, fc.qvalue[i]),
+                    fc.gt,
+                    allowed_fn(fc),
+                )
                 if s not in sels:  # crossover-only selectivity: numpy subset too
-                    self.measure("numpy exact on subset (X[idx] @ q)", scn, "exact",
-                                 np_subset_search(X, fc, k), fc.gt, allowed_fn(fc))
+                    self.measure(
+                        "numpy exact on subset (X[idx] @ q)",
+                        scn,
+                        "exact",
+                        np_subset_search(X, fc, k),
+                        fc.gt,
+                        allowed_fn(fc),
+                    )
         return build
 
 
-def choose(points: list[Point], target: float) -> tuple[dict[str, list[Point]], dict[str, list[str]]]:
+def choose(
+    points: list[Point], target: float
+) -> tuple[dict[str, list[Point]], dict[str, list[str]]]:
     """Per scenario and engine: the first measured point reaching target, else the best."""
     groups: dict[tuple[str, str], list[Point]] = {}
     for p in points:
@@ -590,9 +655,20 @@ def choose(points: list[Point], target: float) -> tuple[dict[str, list[Point]], 
             best = max(ps, key=lambda p: p.recall)
             missed.setdefault(scn, []).append(eng)
             chosen.setdefault(scn, []).append(
-                Point(eng + " (target NOT reached; best shown)", scn, best.param, best.recall,
-                      best.qps, best.p50_ms, best.p99_ms, best.queries, best.violations, best.short,
-                      best.cpu_us))
+                Point(
+                    eng + " (target NOT reached; best shown)",
+                    scn,
+                    best.param,
+                    best.recall,
+                    best.qps,
+                    best.p50_ms,
+                    best.p99_ms,
+                    best.queries,
+                    best.violations,
+                    best.short,
+                    best.cpu_us,
+                )
+            )
     return chosen, missed
 
 
@@ -620,7 +696,9 @@ def _sels(args: argparse.Namespace) -> tuple[list[float], list[float]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=1000)
@@ -630,8 +708,12 @@ def main() -> int:
     ap.add_argument("--M", type=int, default=16)
     ap.add_argument("--ef-construction", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2, help="threads for index builds")
-    ap.add_argument("--query-threads", type=int, default=1,
-                    help="OpenMP/BLAS threads while querying (one query per call)")
+    ap.add_argument(
+        "--query-threads",
+        type=int,
+        default=1,
+        help="OpenMP/BLAS threads while querying (one query per call)",
+    )
     ap.add_argument("--centers", type=int, default=1000)
     ap.add_argument("--noise", type=float, default=2.5, help="noise norm relative to centre norm")
     ap.add_argument("--decay", type=float, default=0.5, help="noise spectrum power-law decay")
@@ -640,6 +722,11 @@ def main() -> int:
     ap.add_argument("--budget", type=float, default=3.0, help="max seconds per measured point")
     ap.add_argument("--min-queries", type=int, default=200)
     ap.add_argument("--selectivities", default="0.1,0.01")
+    ap.add_argument(
+        "--full-curve",
+        action="store_true",
+        help="measure every unfiltered ef instead of stopping at the target",
+    )
     ap.add_argument(
         "--crossover",
         default=",".join(map(str, CROSSOVER_SELS)),
@@ -676,14 +763,18 @@ def main() -> int:
         pass
     elif args.real.exists():
         datasets.append(
-            (f"real: {args.real} (MiniLM, held-out rows as queries)",
-             lambda: load_real(args.real, args.n, args.queries, args.seed))
+            (
+                f"real: {args.real} (MiniLM, held-out rows as queries)",
+                lambda: load_real(args.real, args.n, args.queries, args.seed),
+            )
         )
     elif docs_npy.exists() and syn_npy.exists():
         datasets.append(
-            (f"real: Debian package descriptions, MiniLM ({docs_npy.name}; queries: "
-             f"{args.queries} random package synopses from {syn_npy.name})",
-             lambda: load_real_pair(docs_npy, syn_npy, args.n, args.queries, args.seed))
+            (
+                f"real: Debian package descriptions, MiniLM ({docs_npy.name}; queries: "
+                f"{args.queries} random package synopses from {syn_npy.name})",
+                lambda: load_real_pair(docs_npy, syn_npy, args.n, args.queries, args.seed),
+            )
         )
     else:
         log(f"[info] {args.real} absent: real-data scenario skipped")
@@ -704,7 +795,9 @@ def main() -> int:
         sels, cross = _sels(args)
         if "faiss" not in engines:
             cross = []
-        fcases = {s: make_filter_case(s, X, Q, k, args.seed) for s in sorted(set(sels) | set(cross))}
+        fcases = {
+            s: make_filter_case(s, X, Q, k, args.seed) for s in sorted(set(sels) | set(cross))
+        }
         log(f"   ground truth (unfiltered + {sorted(fcases)}) in {time.perf_counter() - t:.1f}s")
 
         bench = Bench(X, Q, gt, fcases, args)
@@ -722,9 +815,16 @@ def main() -> int:
                     pickle.dump(fcases, f)
                 passthrough = [a for a in sys.argv[1:]]
                 for e in ann:
-                    cmd = [sys.executable, os.path.abspath(__file__), *passthrough,
-                           "--worker", e, "--worker-dir", str(d)]
-                    rc = subprocess.run(cmd).returncode
+                    cmd = [
+                        sys.executable,
+                        os.path.abspath(__file__),
+                        *passthrough,
+                        "--worker",
+                        e,
+                        "--worker-dir",
+                        str(d),
+                    ]
+                    rc = subprocess.run(cmd, check=False).returncode
                     rf = d / f"result-{e}.json"
                     if rc != 0 or not rf.exists():
                         log(f"!! worker {e} failed (rc={rc})")
@@ -735,16 +835,23 @@ def main() -> int:
                     bench.points.extend(Point(**p) for p in r["points"])
 
         pts = bench.points
-        chosen, missed = choose(pts, args.target)
-        results["datasets"].append({"name": ds_name, "n": n, "builds": builds,
-                                    "points": [asdict(p) for p in pts]})
+        chosen, _missed = choose(pts, args.target)
+        results["datasets"].append(
+            {"name": ds_name, "n": n, "builds": builds, "points": [asdict(p) for p in pts]}
+        )
         md.append(f"## {ds_name}\n")
-        md.append("### Build (each engine in a fresh process; RSS deltas measured around build only)\n")
-        md.append("| engine | build s | vectors/s | build CPU s | peak RSS delta MiB | retained RSS delta MiB |")
+        md.append(
+            "### Build (each engine in a fresh process; RSS deltas measured around build only)\n"
+        )
+        md.append(
+            "| engine | build s | vectors/s | build CPU s | peak RSS delta MiB | retained RSS delta MiB |"
+        )
         md.append("|---|---:|---:|---:|---:|---:|")
         for b in builds:
-            md.append(f"| {b['engine']} | {b['build_s']:.1f} | {b['vectors_per_s']:,.0f} | {b['build_cpu_s']:.0f} | "
-                      f"{b['peak_rss_delta_mib']:.0f} | {b['retained_rss_delta_mib']:.0f} |")
+            md.append(
+                f"| {b['engine']} | {b['build_s']:.1f} | {b['vectors_per_s']:,.0f} | {b['build_cpu_s']:.0f} | "
+                f"{b['peak_rss_delta_mib']:.0f} | {b['retained_rss_delta_mib']:.0f} |"
+            )
         md.append(f"\n(raw float32 vectors: {X.nbytes / 2**20:.0f} MiB)\n")
         order = ["unfiltered"] + [f"sel={s:g}" for s in sorted(fcases, reverse=True)]
         for scn in [s for s in order if s in chosen]:

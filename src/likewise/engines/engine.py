@@ -45,10 +45,14 @@ class EngineParams:
     m: int = 16
     ef_construction: int = 128
     ef_search: int = 64
-    exact_max_candidates: int = 5_000  # candidate sets up to this size are searched exactly
-    exact_max_selectivity: float = 0.05  # ... and so are filters that keep under 5% of the graph
-    ef_filter_exponent: float = 0.3  # filtered HNSW uses ef_search × (1/selectivity)^exponent
-    max_ef: int = 1024
+    # Exact search for candidate sets up to max(exact_max_candidates, exact_sqrt_factor·√(k·n)):
+    # the measured crossover with filtered HNSW grows with √n (docs/benchmarks-engines.md).
+    exact_max_candidates: int = 5_000
+    exact_sqrt_factor: float = 5.0
+    # Filtered HNSW keeps only passing ids among those it meets, so it needs ef ≈ k/selectivity;
+    # ef = ef_filter_factor·k/selectivity held recall ≥ 0.95 on real and synthetic data.
+    ef_filter_factor: float = 2.0
+    max_ef: int = 2048
     compact_dead_fraction: float = 0.3
     snapshot_every: int = 100_000  # newly indexed vectors between background snapshots
     background: bool = True
@@ -501,13 +505,11 @@ class VectorEngine:
                 kk = min(k, cand.graph_count)
                 selectivity = cand.graph_count / h
                 p = self.params
-                if cand.graph_count <= p.exact_max_candidates or selectivity < p.exact_max_selectivity:
+                exact_limit = max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h))
+                if cand.graph_count <= exact_limit:
                     d, pos = self.graph.exact(q, kk, cand.bits, cand.positions)
                 else:
-                    # faiss keeps walking until ef *members* are found, so a filter needs only a
-                    # modest rise in ef (measured: 10% selectivity, ef 64 → recall 0.96, 128 → 0.99).
-                    boost = (1.0 / selectivity) ** p.ef_filter_exponent
-                    ef = min(p.max_ef, max(kk, math.ceil(p.ef_search * boost)))
+                    ef = min(p.max_ef, max(p.ef_search, kk, math.ceil(p.ef_filter_factor * k / selectivity)))
                     d, pos = self.graph.search(q, kk, ef, cand.bits)
                     plan = Plan("hnsw", cand.count, ef)
                 valid = pos >= 0
