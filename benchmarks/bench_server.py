@@ -114,6 +114,12 @@ def run_clients(n_clients: int, make_client: Callable[[], Any], jobs: list[list[
     return latencies, wall
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def split(items: list[Any], n: int) -> list[list[Any]]:
     return [items[i::n] for i in range(n)]
 
@@ -226,8 +232,11 @@ def bench_system(sys_: Any, data: np.ndarray, ids: list[str], queries: np.ndarra
     for clients in (1, 8):
         per = args.queries if clients == 1 else args.queries // 2
         jobs = [list(queries[(i * per) % len(queries):][:per]) for i in range(clients)]
+        cpu0 = process_cpu(sys_.proc.pid)
         lat, wall = run_clients(clients, sys_.make_client, jobs, lambda c, q: sys_.query(c, q))
-        out[f"{name} query {clients} client{'s' if clients > 1 else ''}"] = stats(lat, wall)
+        key = f"{name} query {clients} client{'s' if clients > 1 else ''}"
+        out[key] = stats(lat, wall)
+        out[key]["server_cpu_ms"] = 1000 * (process_cpu(sys_.proc.pid) - cpu0) / len(lat)
         print(f"{name}: query x{clients}: {out[f'{name} query {clients} client' + ('s' if clients > 1 else '')]}", flush=True)
     c = sys_.make_client()
     found = [sys_.query(c, q) for q in queries[: len(truth)]]
@@ -258,12 +267,13 @@ def bench_embedded(data: np.ndarray, ids: list[str], queries: np.ndarray, workdi
         idx.upsert_arrays(ids[i : i + 1000], data[i : i + 1000])
     idx.optimize()
     lat = []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for q in queries[: args.queries]:
         t = time.perf_counter()
         idx.query(q, top_k=10)
         lat.append(time.perf_counter() - t)
     out["embedded query 1 client"] = stats(lat, time.perf_counter() - t0)
+    out["embedded query 1 client"]["server_cpu_ms"] = 1000 * (time.process_time() - cpu0) / len(lat)
     batch = [likewise.Vector(f"e{i}", row) for i, row in enumerate(data[:1000])]
     lat = []
     t0 = time.perf_counter()
@@ -280,31 +290,42 @@ def bench_embed(lw: Likewise, texts: list[str], args: argparse.Namespace, out: d
     from likewise.embedders.text import TextEmbedder
 
     lw.client.embed(["warm up the model"])
+    te = TextEmbedder()
+    te.embed_batch(["warm up"])
     for clients in (1, 8):
         per = args.texts if clients == 1 else args.texts // 2
         jobs = [texts[i * per : (i + 1) * per] for i in range(clients)]
+        cpu0 = process_cpu(lw.proc.pid)
         lat, wall = run_clients(clients, lambda: likewise.Client(lw.url, timeout=600), jobs, lambda c, t: c.embed([t]))
-        out[f"likewise embed {clients} client{'s' if clients > 1 else ''}"] = stats(lat, wall)
-    te = TextEmbedder()
-    te.embed_batch(["warm up"])
-    lat = []
-    t0 = time.perf_counter()
-    for t in texts[: args.texts]:
-        s = time.perf_counter()
-        te.embed_batch([t])
-        lat.append(time.perf_counter() - s)
-    out["embedded embed 1 client"] = stats(lat, time.perf_counter() - t0)
+        key = f"likewise embed {clients} client{'s' if clients > 1 else ''}"
+        out[key] = stats(lat, wall)
+        out[key]["server_cpu_ms"] = 1000 * (process_cpu(lw.proc.pid) - cpu0) / len(lat)
+        if clients == 1:  # in-process right after, so that both see the same machine load
+            lat = []
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            for t in texts[: args.texts]:
+                s = time.perf_counter()
+                te.embed_batch([t])
+                lat.append(time.perf_counter() - s)
+            out["embedded embed 1 client"] = stats(lat, time.perf_counter() - t0)
+            out["embedded embed 1 client"]["server_cpu_ms"] = 1000 * (time.process_time() - cpu0) / len(lat)
 
 
 def table(out: dict[str, Any]) -> str:
-    rows = ["| measurement | calls | p50 ms | p99 ms | per second |", "|---|---:|---:|---:|---:|"]
+    rows = [
+        "| measurement | calls | p50 ms | p99 ms | per second | server CPU ms/call |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for key, v in out.items():
         if isinstance(v, dict):
             unit = "vectors" if "upsert" in key else ("texts" if " embed " in key else "queries")
-            rows.append(f"| {key} | {v['calls']} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['per_s']:,.0f} {unit} |")
+            cpu = f"{v['server_cpu_ms']:.2f}" if "server_cpu_ms" in v else ""
+            rows.append(
+                f"| {key} | {v['calls']} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['per_s']:,.0f} {unit} | {cpu} |"
+            )
     for key, v in out.items():
         if not isinstance(v, dict):
-            rows.append(f"| {key} | | | | {v if isinstance(v, str) else f'{v:.3f}'} |")
+            rows.append(f"| {key} | | | | {v if isinstance(v, str) else f'{v:.3f}'} | |")
     return "\n".join(rows)
 
 
@@ -342,7 +363,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
         "data": f"{args.n} x {DIM} float32 (1,000 Gaussian clusters), cosine, top-10, no filter",
     }
-    lw = None
+    lw: Likewise | None = None
     try:
         if "likewise" in systems or "embed" in systems:
             lw = Likewise(workdir)
@@ -362,10 +383,13 @@ def main() -> None:
             bench_system(ch, data, ids, queries, truth, args, out)
         finally:
             ch.stop()
-    if "embedded query 1 client" in out and "likewise query 1 client" in out:
-        out["HTTP overhead per query (p50, ms)"] = out["likewise query 1 client"]["p50_ms"] - out["embedded query 1 client"]["p50_ms"]
-    if "embedded embed 1 client" in out and "likewise embed 1 client" in out:
-        out["HTTP overhead per embed (p50, ms)"] = out["likewise embed 1 client"]["p50_ms"] - out["embedded embed 1 client"]["p50_ms"]
+    for op in ("query", "embed"):
+        http_key, local_key = f"likewise {op} 1 client", f"embedded {op} 1 client"
+        if http_key in out and local_key in out:
+            out[f"HTTP overhead per {op}, latency (p50 difference, ms)"] = out[http_key]["p50_ms"] - out[local_key]["p50_ms"]
+            out[f"HTTP overhead per {op}, server CPU (ms)"] = (
+                out[http_key]["server_cpu_ms"] - out[local_key]["server_cpu_ms"]
+            )
     out["load average at end"] = f"{os.getloadavg()[0]:.1f}"
     print(table(out))
     if args.out:

@@ -25,6 +25,11 @@ import pytest
 
 import likewise
 
+try:  # Imported now, before Ray's threads exist: importing it at session end with Ray's threads
+    import hypothesis  # noqa: F401  # around hit CPython 3.11's "AST constructor recursion depth
+except ImportError:  # pragma: no cover  # mismatch" SystemError in pytest's assertion rewriter.
+    pass
+
 NODE_MEMORY = 2 * 1024**3  # both nodes share one machine; each would otherwise claim all of it
 OBJECT_STORE = 80 * 1024**2
 # Exact search below 1,000 vectors per shard (every conformance test); ANN above (the recall test).

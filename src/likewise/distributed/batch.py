@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidArgumentError
+from ..validation import check_namespace
 
 __all__ = ["EmbedProgress", "EmbedReport", "embed_dataset"]
 
@@ -102,8 +103,32 @@ class _BoundEmbedder:
         return build_embedder(self.config, Path("embedding-cache.db"))
 
 
+class _ShardWriter:
+    """What an embedding actor needs to upsert into a sharded index itself (picklable)."""
+
+    def __init__(self, index: Any, namespace: str | None) -> None:
+        db = index._sharded_db
+        self.path, self.manifest, self.row = db.path, db.manifest, index._row
+        self.handles = list(db._shards.handles)
+        self.timeouts = (db._shards.timeout_s, db._shards.write_timeout_s)
+        self.namespace = namespace
+
+    def index(self) -> Any:
+        from .sharded import ShardedDatabase, ShardedIndex
+
+        db = ShardedDatabase(
+            self.path, self.manifest, self.handles, owns_actors=False, owns_ray=False, detached=False,
+            timeout_s=self.timeouts[0], write_timeout_s=self.timeouts[1],
+        )
+        return ShardedIndex(db, self.row)
+
+
 class _EmbedBatches:
-    """The Ray Data actor: builds the embedder once, then embeds one batch per call."""
+    """The Ray Data actor: builds the embedder once, then embeds one batch per call.
+
+    With a ``writer`` (a sharded target) it also upserts the batch, routed to the shards, and returns
+    only the row count: vectors never travel through the driver.
+    """
 
     def __init__(
         self,
@@ -112,12 +137,15 @@ class _EmbedBatches:
         id_field: str,
         metadata_fields: Sequence[str] | None,
         store_texts: bool,
+        writer: _ShardWriter | None = None,
     ) -> None:
         self.embedder = factory()
         self.text_field = text_field
         self.id_field = id_field
         self.metadata_fields = metadata_fields
         self.store_texts = store_texts
+        self.writer = writer
+        self.target = writer.index() if writer is not None else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         for needed in (self.text_field, self.id_field):
@@ -142,6 +170,12 @@ class _EmbedBatches:
         }
         if self.store_texts:
             out["text"] = np.array(texts, dtype=object)
+        if self.target is not None and self.writer is not None:
+            self.target.upsert_arrays(
+                [str(v) for v in out["id"]], vectors, metadata=[json.loads(m) if m else None for m in metadata],
+                namespace=self.writer.namespace, texts=texts if self.store_texts else None,
+            )
+            return {"rows": np.array([len(texts)], dtype=np.int64)}
         return out
 
 
@@ -168,6 +202,7 @@ def embed_dataset(
     write_batch: int = 4096,
     store_texts: bool = True,
     count_rows: bool = False,
+    direct_writes: bool | None = None,
     progress: Callable[[EmbedProgress], None] | None = _log_progress,
 ) -> EmbedReport:
     """Embed the ``text_field`` of every row of ``source`` and upsert it into ``index`` under ``id_field``.
@@ -182,11 +217,17 @@ def embed_dataset(
     batch of ``write_batch`` rows (default: a log line); ``count_rows=True`` counts the rows first so
     progress knows the total (a second pass over JSONL). Ids must be unique within the data set.
 
+    Into a sharded index the embedding actors upsert their batches to the shards themselves
+    (``direct_writes``, the default there), so vectors never pass through this process; progress
+    then counts rows as actors finish batches. Into any other index, this process writes
+    ``write_batch`` rows at a time.
+
     Starts a local Ray instance when this process has none (and stops it afterwards).
     """
     from .sharded import _ray
 
     ray = _ray()
+    namespace = check_namespace(namespace)  # here, before any actor starts
     paths = [str(source)] if isinstance(source, (str, Path)) else [str(p) for p in source]
     if not paths:
         raise InvalidArgumentError("embed_dataset needs at least one input path")
@@ -219,6 +260,12 @@ def embed_dataset(
         else:
             ds = ray.data.read_json(paths, lines=True, file_extensions=None)
         total = ds.count() if count_rows else None
+        from .sharded import ShardedIndex
+
+        sharded = isinstance(index, ShardedIndex)
+        writer = _ShardWriter(index, namespace) if (sharded if direct_writes is None else direct_writes) else None
+        if writer is not None and not sharded:
+            raise InvalidArgumentError("direct_writes=True needs a sharded index (likewise.distributed)")
         embedded = ds.map_batches(
             _EmbedBatches,
             fn_constructor_kwargs={
@@ -227,6 +274,7 @@ def embed_dataset(
                 "id_field": id_field,
                 "metadata_fields": list(metadata_fields) if metadata_fields is not None else None,
                 "store_texts": store_texts,
+                "writer": writer,
             },
             compute=ray.data.ActorPoolStrategy(size=pool),
             batch_size=batch_size,
@@ -237,6 +285,13 @@ def embed_dataset(
         start = time.monotonic()
         rows = 0
         mutation: str | None = None
+        if writer is not None:
+            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+                rows += int(batch["rows"].sum())
+                if progress is not None:
+                    progress(EmbedProgress(rows, time.monotonic() - start, total))
+            mutation = index.info().processed_up_to_mutation  # after every actor's writes
+            return EmbedReport(rows, time.monotonic() - start, mutation, pool, gpus_per_actor)
         for batch in embedded.iter_batches(batch_size=write_batch, batch_format="numpy", prefetch_batches=2):
             ids = [str(v) for v in batch["id"]]
             metas = [json.loads(m) if m else None for m in batch["metadata"]]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,13 @@ import numpy as np
 
 from ..database import Database
 from ..engines import EngineParams, Plan
-from ..errors import CorruptionError, DataDirLockedError, IndexExistsError, IndexNotFoundError
+from ..errors import (
+    CorruptionError,
+    DataDirLockedError,
+    IndexExistsError,
+    IndexNotFoundError,
+    InvalidArgumentError,
+)
 from ..index import Index
 from ..store import IndexRow
 from ..types import IndexConfig, IndexInfo, Match, MetadataIndex, Vector
@@ -67,6 +74,20 @@ class ShardActor:
         self._engine = engine
         self._synchronous = synchronous
         self._db: Database | None = None
+        # The actor is threaded (max_concurrency > 1): the first calls after a restart may race to
+        # open the directory, and a second flock from this same process would be refused.
+        self._open_lock = threading.Lock()
+
+    def run(self, call: tuple[str, tuple[Any, ...]]) -> Any:
+        """Call ``method(*args)`` given as one ``(method, args)`` tuple: what the coordinator uses.
+
+        One packed argument instead of several saves Ray's per-argument work on every call
+        (measured on 2 busy cores, a query of 2,000 vectors: 2.4 ms against 2.8 ms p50).
+        """
+        method, args = call
+        if method.startswith("_") or method == "run" or not callable(getattr(self, method, None)):
+            raise InvalidArgumentError(f"a shard has no operation {method!r}")
+        return getattr(self, method)(*args)
 
     # -- the store --------------------------------------------------------------------------------
 
@@ -93,6 +114,12 @@ class ShardActor:
     def _database(self) -> Database:
         if self._db is not None:
             return self._db
+        with self._open_lock:
+            if self._db is None:
+                self._db = self._open()
+            return self._db
+
+    def _open(self) -> Database:
         marker = self._marker()
         if marker is None:
             raise ShardUnavailableError(
@@ -110,8 +137,7 @@ class ShardActor:
         deadline = time.monotonic() + OPEN_RETRY_SECONDS
         while True:
             try:
-                self._db = Database(self.directory, engine=self._engine, synchronous=self._synchronous)
-                return self._db
+                return Database(self.directory, engine=self._engine, synchronous=self._synchronous)
             except DataDirLockedError:
                 # A killed predecessor's process may still hold the flock for a moment.
                 if time.monotonic() > deadline:
@@ -135,9 +161,10 @@ class ShardActor:
 
     def close(self) -> None:
         """Write snapshots, close the store and release the directory lock."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._open_lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # -- indexes ----------------------------------------------------------------------------------
 

@@ -154,15 +154,23 @@ class _Shards:
         ray = _ray()
         exc_mod = ray.exceptions
         timeout = self.timeout_s if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         answers: dict[int, Any] = {}
         missing: dict[int, str] = {}
         refs: dict[int, Any] = {}
         for i, a in args.items():
             try:
-                refs[i] = getattr(self.handles[i], method).remote(*a)
+                refs[i] = self.handles[i].run.remote((method, a))  # one argument: see ShardActor.run
             except Exception as exc:  # noqa: BLE001 - Ray raises a bare Exception for an unknown actor
                 missing[i] = f"cannot submit: {str(exc).splitlines()[0][:200]}"
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout) if refs else ([], [])
+        if refs and not missing:  # the common case: one ray.get for all (the slow path sorts out errors)
+            try:
+                values = ray.get(list(refs.values()), timeout=timeout)
+                return dict(zip(refs, values)), {}
+            except exc_mod.RayError:
+                pass
+        left = max(0.0, deadline - time.monotonic())
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=left) if refs else ([], [])
         done = set(ready)
         failure: BaseException | None = None
         for i, ref in refs.items():
@@ -663,7 +671,8 @@ def open(
 ) -> ShardedDatabase:
     """Open (creating if missing) a sharded database of ``shards`` Ray actors rooted at ``path``.
 
-    ``address=None`` connects to the Ray instance this process already has, or starts a local one;
+    ``address=None`` uses the Ray instance this process already has (whatever its address), or starts
+    a local one;
     otherwise it is given to ``ray.init`` (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``).
     ``shards`` is required when creating and, when given, must match the manifest when reopening.
     Each shard actor holds ``likewise.open(path/shard-<i>)`` (``engine`` and ``synchronous`` as for

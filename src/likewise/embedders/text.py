@@ -63,7 +63,9 @@ _FORMAT = "likewise.text/1"
 IntMatrix = npt.NDArray[np.int64]
 
 # Bump when the exported graph's inputs/outputs or the export recipe change: old exports are ignored.
-_EXPORT_FORMAT = 1
+_EXPORT_FORMAT = 2
+# Model types whose graphs ONNX Runtime's BERT fusions understand.
+_FUSABLE = ("bert", "roberta", "xlm-roberta")
 # An export is kept only if it reproduces torch's fp32 vectors this closely on every probe text.
 _EXPORT_MIN_COSINE = 0.9999
 _PROBES = [
@@ -245,9 +247,10 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
     """Export ``model``'s encoder to ``target/model.onnx`` and prove it matches torch fp32.
 
     The graph maps token ids to the last hidden state, with dynamic batch and sequence axes;
-    pooling stays in numpy so one export serves both poolings. ONNX Runtime fuses the graph when it
-    loads it (``ORT_ENABLE_ALL``); fusing offline with its transformer optimiser measured no faster
-    here, so the plain graph is kept. Returns the metadata written to ``target/meta.json``.
+    pooling stays in numpy so one export serves both poolings. For BERT-family models, ONNX
+    Runtime's transformer optimiser then fuses attention, embeddings and layer norms (fp32, no
+    quantisation); the fused graph is kept only if it agrees with torch as closely as the plain
+    one must. Returns the metadata written to ``target/meta.json``.
     """
     torch = require("torch", "embed", "Exporting a text model to ONNX")
     transformers = require("transformers", "embed", "Exporting a text model to ONNX")
@@ -297,25 +300,52 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
             dynamo=False,
         )
 
-    # Compare pooled, normalised vectors (what users get) for both poolings, on every probe.
-    session = ort.InferenceSession(str(file), providers=["CPUExecutionProvider"])
-    out = session.run(None, {k: feeds[k] for k in inputs})[0]
-    cosine = 1.0
-    for pooling in ("mean", "cls"):
-        a = l2_normalize(_pool(out, probe.mask, pooling))
-        b = l2_normalize(_pool(reference, probe.mask, pooling))
-        cosine = min(cosine, float((a * b).sum(axis=1).min()))
+    def agreement(graph: Path) -> tuple[float, list[str]]:
+        # Pooled, normalised vectors (what users get), both poolings, worst probe.
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        out = session.run(None, {k: feeds[k] for k in names})[0]
+        worst = 1.0
+        for pooling in ("mean", "cls"):
+            a = l2_normalize(_pool(out, probe.mask, pooling))
+            b = l2_normalize(_pool(reference, probe.mask, pooling))
+            worst = min(worst, float((a * b).sum(axis=1).min()))
+        return worst, names
+
+    cosine, inputs = agreement(file)
     if cosine < _EXPORT_MIN_COSINE:
         raise LikewiseError(
             f"the ONNX export of {model.model_id} disagrees with torch (cosine {cosine:.6f}); "
             "use backend='torch'",
             model=model.model_id,
         )
+    fused = False
+    if config.model_type in _FUSABLE and file.stat().st_size < 1 << 30:
+        # Fewer, larger operators: about 10% more texts/s measured (interleaved A/B, 2 threads).
+        candidate = target / "fused.onnx"
+        try:
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            optimize_model(
+                str(file),
+                model_type="bert",
+                num_heads=int(hf.config.num_attention_heads),
+                hidden_size=int(hf.config.hidden_size),
+                opt_level=0,
+            ).save_model_to_file(str(candidate))
+            fused_cosine, fused_inputs = agreement(candidate)
+            if fused_cosine >= _EXPORT_MIN_COSINE:
+                candidate.replace(file)
+                cosine, inputs, fused = fused_cosine, fused_inputs, True
+        except Exception as exc:  # noqa: BLE001 - best effort; the plain graph is proven correct
+            log.info("transformer fusion skipped for %s: %s", model.model_id, exc)
+        candidate.unlink(missing_ok=True)
     meta = {
         "format": _EXPORT_FORMAT,
         "model_id": model.model_id,
         "source": str(model.path),
         "inputs": inputs,
+        "fused": fused,
         "min_probe_cosine": cosine,
         "torch": str(torch.__version__),
         "transformers": str(transformers.__version__),

@@ -44,7 +44,7 @@ from .common import NO_RETRY, AppState, authorize, json_response, state
 from .errors import ApiError, native_error_body
 from .metrics import Metrics
 from .models import DEFAULT_MODEL, ModelRegistry
-from .routing import FastDispatchMiddleware, compile_routes
+from .routing import FastDispatch, FastRoute, compile_routes, match
 
 __all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -99,7 +99,7 @@ def create_app(
                 db.close()  # writes snapshots and releases the directory lock
                 log.info("closed %s", db.path)
 
-    app = FastAPI(
+    app = LikewiseApp(
         title="likewise",
         version=__version__,
         description="Vector database and embeddings service: native API, Cloudflare Vectorize v2 / "
@@ -127,13 +127,35 @@ def create_app(
     app.add_exception_handler(LikewiseError, _likewise_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    fast_routes = compile_routes(
-        [("", native.router), ("", openai.router), ("/client/v4", cloudflare.router), ("", cloudflare.router)]
-    )
-    app.add_middleware(FastDispatchMiddleware, routes=fast_routes, render=render)  # see routing.py
     app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=st.metrics)  # outermost: sees every response
+    app.fast_routes = compile_routes(
+        [("", native.router), ("", openai.router), ("/client/v4", cloudflare.router), ("", cloudflare.router)]
+    )
+    app.fast_stack = ObserveMiddleware(BodyLimitMiddleware(FastDispatch(render), max_body_bytes), st.metrics)
     return app
+
+
+class LikewiseApp(FastAPI):
+    """FastAPI, plus a direct path for likewise's own API routes (see :mod:`.routing`).
+
+    A request for one of the API routes goes through likewise's observation and body-limit
+    middlewares straight to its endpoint; every other request (docs, the explorer, 404s and 405s,
+    lifespan) takes FastAPI's full stack. Both paths log, measure, limit and render errors alike.
+    """
+
+    fast_routes: list[FastRoute] = []
+    fast_stack: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.fast_stack is not None:
+            found = match(self.fast_routes, scope)
+            if found is not None:
+                scope["app"] = self
+                scope["likewise.match"] = found
+                await self.fast_stack(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _index_gauges(db: Database) -> Iterable[str]:

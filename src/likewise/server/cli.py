@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from ..database import Database
 from ..errors import LikewiseError
 
 __all__ = ["KERNEL_THREAD_DEFAULTS", "is_loopback", "serve"]
@@ -99,6 +100,14 @@ def _configure_logging(level: str) -> None:
 @click.option("--model", "default_model", default=None, help="Default text model (a Hugging Face id).")
 @click.option("--graceful-timeout", default=30, show_default=True, help="Seconds to drain requests on shutdown.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--cluster",
+    default=None,
+    metavar="ADDRESS",
+    help="Serve a sharded database on this Ray cluster (an address for ray.init, e.g. auto or "
+    "ray://head:10001; 'local' starts Ray here). Needs the ray extra. --data holds its manifest.",
+)
+@click.option("--shards", default=None, type=int, help="With --cluster: shard count when creating the database.")
 def serve(
     data: Path,
     host: str,
@@ -109,6 +118,8 @@ def serve(
     default_model: str | None,
     graceful_timeout: int,
     log_level: str,
+    cluster: str | None,
+    shards: int | None,
 ) -> None:
     """Serve the data directory over HTTP: native /v1 API, Cloudflare Vectorize v2 and Workers AI
     (/client/v4/accounts/…), OpenAI embeddings (/v1/embeddings), /healthz, /metrics, /openapi.json."""
@@ -133,13 +144,21 @@ def serve(
         )
     _reexec_with_kernel_defaults()
     _configure_logging(log_level)
+    if shards is not None and cluster is None:
+        raise click.UsageError("--shards needs --cluster")
     try:
+        target: Path | Database = data
+        if cluster is not None:  # the sharded database (likewise.distributed), same HTTP API
+            from ..distributed import open as open_sharded
+
+            target = open_sharded(data, shards=shards, address=None if cluster == "local" else cluster)
         app = create_app(
-            data,
+            target,
             tokens=tokens,
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
             default_model=default_model or DEFAULT_MODEL,
+            close_db=True,
         )
     except LikewiseError as exc:
         raise click.ClickException(exc.message) from exc

@@ -5,8 +5,9 @@ and answers 404/405), but matching a request through its router costs about 0.7 
 every candidate of every included router with per-candidate bookkeeping, and the Cloudflare routes
 exist twice (with and without ``/client/v4``). Measured on the query path, that was a third of the
 server's CPU per request. This dispatcher compiles the same routes once into plain regexes and calls
-the endpoint directly; everything it does not match (wrong method, docs, unknown paths) falls
-through to FastAPI unchanged. Endpoints take only path parameters and the ``Request`` (query
+the endpoint directly, inside only likewise's own two middlewares (observation and the body limit;
+see ``LikewiseApp`` in app.py); everything it does not match (wrong method, docs, the explorer,
+unknown paths) goes through FastAPI's full stack unchanged. Endpoints take only path parameters and the ``Request`` (query
 strings are read from ``request.query_params``), so no dependency injection is lost.
 """
 
@@ -20,11 +21,11 @@ from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from ..errors import LikewiseError
 
-__all__ = ["FastRoute", "FastDispatchMiddleware", "compile_routes"]
+__all__ = ["FastRoute", "FastDispatch", "compile_routes", "match"]
 
 
 @dataclass(frozen=True)
@@ -53,34 +54,29 @@ def compile_routes(routers: Iterable[tuple[str, APIRouter]]) -> list[FastRoute]:
     return out
 
 
-class FastDispatchMiddleware:
-    """Serve matching requests directly; render likewise errors the way the app's handlers do."""
+def match(routes: list[FastRoute], scope: Scope) -> tuple[FastRoute, dict[str, Any]] | None:
+    """The first route whose path and method both match, with its converted path parameters."""
+    path, method = scope["path"], scope["method"]
+    for route in routes:
+        found = route.regex.match(path)
+        if found is not None and method in route.methods:
+            return route, {k: route.convertors[k].convert(v) for k, v in found.groupdict().items()}
+    return None
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        routes: list[FastRoute],
-        render: Callable[[Request, LikewiseError], Any],
-    ) -> None:
-        self.app = app
-        self.routes = routes
+
+class FastDispatch:
+    """The innermost ASGI app of the fast path: call the endpoint matched by :func:`match`."""
+
+    def __init__(self, render: Callable[[Request, LikewiseError], Any]) -> None:
         self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path, method = scope["path"], scope["method"]
-            for route in self.routes:
-                found = route.regex.match(path)
-                if found is None or method not in route.methods:
-                    continue
-                params = {k: route.convertors[k].convert(v) for k, v in found.groupdict().items()}
-                scope["path_params"] = params
-                scope["route"] = route  # for the access log and the metrics (path_format)
-                request = Request(scope, receive, send)
-                try:
-                    response = await route.endpoint(request=request, **params)
-                except LikewiseError as exc:
-                    response = self.render(request, exc)
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        route, params = scope["likewise.match"]
+        scope["path_params"] = params
+        scope["route"] = route  # for the access log and the metrics (path_format)
+        request = Request(scope, receive, send)
+        try:
+            response = await route.endpoint(request=request, **params)
+        except LikewiseError as exc:
+            response = self.render(request, exc)
+        await response(scope, receive, send)
