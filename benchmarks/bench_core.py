@@ -442,34 +442,37 @@ class _FaissSearcher:
 
     def filtered(self, q: np.ndarray, mod: int, v: int, ef: int) -> list[int]:
         sel, _bits = self.sel[(mod, v)]
-        cands = self.n // mod
-        frac = 1 / mod
-        p = _planner()
-        if cands <= p["exact_max_candidates"] or frac < p["exact_max_selectivity"]:
+        method, e = mirror_plan(self.n, self.n // mod, ef)
+        self.last_plan = (method, e)
+        if method == "exact":
             _d, i = self.index.storage.search(q.reshape(1, -1), K, params=self.faiss.SearchParameters(sel=sel))
         else:
-            e = min(p["max_ef"], max(K, math.ceil(ef * (1 / frac) ** p["ef_filter_exponent"])))
             _d, i = self.index.search(q.reshape(1, -1), K, params=self.faiss.SearchParametersHNSW(sel=sel, efSearch=e))
         return [int(x) for x in i[0] if x >= 0]
 
 
-def _planner() -> dict[str, float]:
-    """likewise's planner thresholds (read from its EngineParams, so the mirror follows the code)."""
-    global _PLANNER
-    if _PLANNER is None:
-        try:
-            import likewise
+def mirror_plan(n: int, cands: int, ef: int) -> tuple[str, int]:
+    """The plan likewise's planner picks for ``cands`` passing vectors out of ``n`` (fully indexed),
+    from its EngineParams defaults: raw faiss then runs the same search (exact or HNSW at that ef)."""
+    import likewise
 
-            ep = likewise.EngineParams()
-            _PLANNER = {
-                "exact_max_candidates": ep.exact_max_candidates,
-                "exact_max_selectivity": ep.exact_max_selectivity,
-                "max_ef": ep.max_ef,
-                "ef_filter_exponent": getattr(ep, "ef_filter_exponent", 1.0),
-            }
-        except ImportError:
-            _PLANNER = {"exact_max_candidates": 5000, "exact_max_selectivity": 0.03, "max_ef": 4096, "ef_filter_exponent": 1.0}
-    return _PLANNER
+    p = likewise.EngineParams()
+    sel = cands / n
+    if hasattr(p, "exact_sqrt_factor"):  # planner of 2026-11-27 13:2x
+        exact = cands <= max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(K * n))
+        e = min(p.max_ef, max(ef, K, math.ceil(p.ef_filter_factor * K / sel)))
+    else:  # the earlier planner
+        exact = cands <= p.exact_max_candidates or sel < p.exact_max_selectivity
+        e = min(p.max_ef, max(K, math.ceil(ef * (1 / sel) ** getattr(p, "ef_filter_exponent", 1.0))))
+    return ("exact", 0) if exact else ("hnsw", e)
+
+
+def _planner() -> dict[str, Any]:
+    import dataclasses
+
+    import likewise
+
+    return dataclasses.asdict(likewise.EngineParams())
 
 
 _PLANNER: dict[str, float] | None = None
@@ -508,7 +511,9 @@ def faiss_serve(ctx: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"open_s": t_open, "open_first_query_s": t_first, "rss_after_open_mib": rss_open, "ef": ef, "planner": _planner()}
     out["all"] = run_loop(lambda i: s.search(queries[i], ef), len(queries), gt["all_ids"], None, ctx["warmup"], ctx["loop_budget"])
     out["c10"] = run_loop(lambda i: s.filtered(queries[i], 10, i % 10, ef), len(queries), gt["c10_ids"], 10, ctx["warmup"], ctx["loop_budget"])
+    out["c10"]["plan"] = repr(mirror_plan(ctx["n"], ctx["n"] // 10, ef))
     out["c100"] = run_loop(lambda i: s.filtered(queries[i], 100, i % 100, ef), len(queries), gt["c100_ids"], 100, ctx["warmup"], ctx["loop_budget"])
+    out["c100"]["plan"] = repr(mirror_plan(ctx["n"], ctx["n"] // 100, ef))
     out["rss_end_mib"] = rss_mib()
     out["peak_rss_mib"] = peak_rss_mib()
     return out
@@ -1068,6 +1073,7 @@ def main() -> None:
         help="above this size raw faiss serves likewise's own snapshot graph instead of building its own",
     )
     ap.add_argument("--skip", default="", help="system@size pairs to leave out, e.g. chroma@1000000 (recorded in the results)")
+    ap.add_argument("--builds-from", help="results JSON of an earlier run (with --keep): reuse its builds whose directories still exist; tune and serve again")
     ap.add_argument("--keep", action="store_true", help="keep the systems' directories after each size")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--report", nargs="+", help="print markdown tables from these results files and exit")
@@ -1090,6 +1096,7 @@ def main() -> None:
             ap.error(f"unknown system {s!r}; known: {', '.join(SYSTEMS)}")
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    prev_builds = json.loads(Path(args.builds_from).read_text()) if args.builds_from else {}
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cfg = {"chroma_ef": args.chroma_ef, "likewise_metadata_indexes": not args.no_metadata_indexes}
@@ -1132,15 +1139,22 @@ def main() -> None:
                 size_rep["systems"][system] = {"skipped": "left out by --skip"}
                 continue
             sys_dir = workdir / f"{system}-{n}"
-            shutil.rmtree(sys_dir, ignore_errors=True)
+            prev_build = (((prev_builds.get("sizes") or {}).get(str(n)) or {}).get("systems") or {}).get(system, {}).get("build")
+            reuse = bool(prev_build) and "error" not in prev_build and sys_dir.exists()
+            if not reuse:
+                shutil.rmtree(sys_dir, ignore_errors=True)
             ctx = {"data_dir": meta["dir"], "sys_dir": str(sys_dir), "n": n, "dim": args.dim, "nq": args.queries, "warmup": args.warmup, "loop_budget": args.loop_budget, "cfg": cfg}
             if system == "faiss" and n > args.faiss_build_max and "likewise" in ctxs:
                 eng = sorted((Path(ctxs["likewise"]["sys_dir"]) / "engines").glob("*/state.json"))
                 if eng:
                     ctx["faiss_reuse"] = str(eng[0].parent)
             ctxs[system] = ctx
-            print(f"-- {system} build", flush=True)
-            b = spawn("build", system, ctx, workdir, args.timeout)
+            if reuse:
+                print(f"-- {system} build: reused from {args.builds_from}", flush=True)
+                b = dict(prev_build, reused_build_from=args.builds_from)
+            else:
+                print(f"-- {system} build", flush=True)
+                b = spawn("build", system, ctx, workdir, args.timeout)
             size_rep["systems"][system]["build"] = b
             print("   ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in b.items() if k != "stderr_tail"}, flush=True)
             save()
