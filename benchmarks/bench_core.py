@@ -1074,6 +1074,7 @@ def main() -> None:
     )
     ap.add_argument("--skip", default="", help="system@size pairs to leave out, e.g. chroma@1000000 (recorded in the results)")
     ap.add_argument("--builds-from", help="results JSON of an earlier run (with --keep): reuse its builds whose directories still exist; tune and serve again")
+    ap.add_argument("--skip-note", default="", help="why --skip left systems out (recorded in the results)")
     ap.add_argument("--keep", action="store_true", help="keep the systems' directories after each size")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--report", nargs="+", help="print markdown tables from these results files and exit")
@@ -1136,7 +1137,7 @@ def main() -> None:
         skipped = {p.split("@")[0] for p in args.skip.split(",") if p and int(p.split("@")[1]) == n}
         for system in systems:
             if system in skipped:
-                size_rep["systems"][system] = {"skipped": "left out by --skip"}
+                size_rep["systems"][system] = {"skipped": args.skip_note or "left out by --skip"}
                 continue
             sys_dir = workdir / f"{system}-{n}"
             prev_build = (((prev_builds.get("sizes") or {}).get(str(n)) or {}).get("systems") or {}).get(system, {}).get("build")
@@ -1216,6 +1217,7 @@ def main() -> None:
             for system in systems:
                 shutil.rmtree(workdir / f"{system}-{n}", ignore_errors=True)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    report["versions_at_end"] = versions()  # the tree may change under a long run; compare with "versions"
     save()
     print(f"wrote {out_path}")
 
