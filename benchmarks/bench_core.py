@@ -874,10 +874,14 @@ def growth(sizes: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _runs(srep: dict[str, Any], system: str, label: str | None) -> list[dict[str, Any]]:
+def _runs(srep: dict[str, Any], system: str, label: str | None, aligned: bool = False) -> list[dict[str, Any]]:
+    """The serve runs of one setting, in round order; ``aligned`` keeps failed rounds (as {})."""
     if label is None:
         return []
-    return [r for r in srep["systems"].get(system, {}).get("serve", {}).get(label, []) if "error" not in r]
+    runs = srep["systems"].get(system, {}).get("serve", {}).get(label, [])
+    if aligned:
+        return [({} if "error" in r else r) for r in runs]
+    return [r for r in runs if "error" not in r]
 
 
 def _op_label(srep: dict[str, Any], system: str) -> str | None:
@@ -923,16 +927,16 @@ def goals(sizes: dict[str, dict[str, Any]]) -> str:
         d_l = f"ef{EF_DEFAULT}"
         lw_d, fa_d = _runs(srep, "likewise", d_l), _runs(srep, "faiss", d_l)
         if lw_op and fa_op:
-            r, rs = _paired(lw_op, fa_op, ("all", "qps"), ("all", "qps"))
+            r, rs = _paired(_runs(srep, "likewise", lw_l, True), _runs(srep, "faiss", fa_l, True), ("all", "qps"), ("all", "qps"))
             row(n, "unfiltered, recall ≥ 0.95: QPS ≥ 0.8× raw faiss",
                 f"likewise {lw_l} {_med(lw_op, 'all', 'qps'):,.0f} (recall {_med(lw_op, 'all', 'recall'):.3f}) vs faiss {fa_l} {_med(fa_op, 'all', 'qps'):,.0f} "
                 f"(recall {_med(fa_op, 'all', 'recall'):.3f}): {r:.2f}× {br(rs)}", r is not None and r >= 0.8)
         if lw_d and fa_d:
-            r, rs = _paired(lw_d, fa_d, ("all", "qps"), ("all", "qps"))
+            r, rs = _paired(_runs(srep, "likewise", d_l, True), _runs(srep, "faiss", d_l, True), ("all", "qps"), ("all", "qps"))
             row(n, f"unfiltered, same ef {EF_DEFAULT} (likewise's default): ≥ 0.8× raw faiss",
                 f"{_med(lw_d, 'all', 'qps'):,.0f} vs {_med(fa_d, 'all', 'qps'):,.0f}: {r:.2f}× {br(rs)}", r is not None and r >= 0.8)
         if lw_op and ch_op:
-            r, rs = _paired(lw_op, ch_op, ("all", "qps"), ("all", "qps"))
+            r, rs = _paired(_runs(srep, "likewise", lw_l, True), _runs(srep, "chroma", ch_l, True), ("all", "qps"), ("all", "qps"))
             row(n, "unfiltered, recall ≥ 0.95: QPS ≥ 3× chromadb",
                 f"{_med(lw_op, 'all', 'qps'):,.0f} vs chroma {ch_l} {_med(ch_op, 'all', 'qps'):,.0f} (recall {_med(ch_op, 'all', 'recall'):.3f}): {r:.1f}× {br(rs, 1)}",
                 r is not None and r >= 3)

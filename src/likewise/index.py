@@ -18,6 +18,7 @@ import numpy as np
 from .engines import VectorEngine
 from .errors import (
     InvalidArgumentError,
+    InvalidIdError,
     InvalidCursorError,
     InvalidFilterError,
     InvalidInputError,
@@ -122,8 +123,10 @@ class Index:
             raise InvalidInputError(
                 f"vector #{i} must be a likewise.Vector or an object with id and values, got {type(item).__name__}"
             )
-        if "id" not in item or "values" not in item:
-            raise InvalidInputError(f"vector #{i} needs both 'id' and 'values'", index=i)
+        if "id" not in item:
+            raise InvalidIdError(f"vector #{i} has no 'id'", index=i)
+        if "values" not in item:
+            raise InvalidInputError(f"vector #{i} needs 'values'", index=i)
         return Vector(
             id=item["id"], values=item["values"], metadata=item.get("metadata"), namespace=item.get("namespace")
         )
@@ -194,8 +197,8 @@ class Index:
 
     def delete_by_ids(self, ids: Sequence[str]) -> str:
         """Delete vectors by id (unknown ids are ignored). Returns the mutation id."""
-        if isinstance(ids, str):
-            raise InvalidArgumentError("delete_by_ids expects a list of ids, not one string")
+        if isinstance(ids, str) or not isinstance(ids, (list, tuple)):
+            raise InvalidArgumentError(f"delete_by_ids expects a list of ids, got {type(ids).__name__}")
         checked = check_ids(list(ids), unique=False)
         with self._write_lock:
             self._db._check_open()
@@ -207,8 +210,8 @@ class Index:
 
     def get_by_ids(self, ids: Sequence[str]) -> list[Vector]:
         """The stored vectors with these ids, with values, metadata and namespace; unknown ids are skipped."""
-        if isinstance(ids, str):
-            raise InvalidArgumentError("get_by_ids expects a list of ids, not one string")
+        if isinstance(ids, str) or not isinstance(ids, (list, tuple)):
+            raise InvalidArgumentError(f"get_by_ids expects a list of ids, got {type(ids).__name__}")
         checked = check_ids(list(ids), unique=False)
         return [
             Vector(

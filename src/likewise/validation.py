@@ -6,6 +6,7 @@ Batches are checked whole before anything is written, so a rejected batch writes
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -48,6 +49,7 @@ __all__ = [
 
 INDEX_NAME_RE = re.compile(r"^[a-z]([a-z0-9_-]*[a-z0-9])?$")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+_NUMBER_TYPES = {int, float, np.float32, np.float64, np.int64, np.int32}
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,16 @@ def as_matrix(rows: Any, dimensions: int, ids: Sequence[str] | None = None, *, c
         rows = list(rows)
         if not rows:
             return np.empty((0, dimensions), dtype=np.float32)
+        # Fast path: every row a list/tuple of plain numbers (checked by type at C speed; bool is
+        # excluded because numpy would silently turn True into 1.0).
+        kinds = set(map(type, rows))
+        if kinds <= {list, tuple} and set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES and len(
+            set(map(len, rows))
+        ) == 1:
+            try:
+                return _finish(np.asarray(rows, dtype=np.float64), dimensions, ids, cosine)
+            except OverflowError:  # an integer beyond float64: the slow path names it
+                pass
         for i, row in enumerate(rows):
             if isinstance(row, np.ndarray):
                 continue
@@ -248,6 +260,15 @@ def as_matrix(rows: Any, dimensions: int, ids: Sequence[str] | None = None, *, c
             mat64 = np.asarray(rows, dtype=np.float64).reshape(len(rows), -1)
         except (OverflowError, ValueError, TypeError) as exc:
             raise InvalidVectorTypeError(f"vector values must be arrays of numbers: {exc}") from exc
+    return _finish(mat64, dimensions, ids, cosine)
+
+
+def _finish(mat64: np.ndarray, dimensions: int, ids: Sequence[str] | None, cosine: bool) -> np.ndarray:
+    """Shape, finiteness, float32 range and (cosine) direction checks of a float64 matrix."""
+
+    def name(i: int) -> str:
+        return ids[i] if ids is not None and i < len(ids) else f"#{i}"
+
     if mat64.ndim != 2:
         raise InvalidVectorTypeError(f"expected a 2-D matrix of vectors, got {mat64.ndim} dimensions")
     if mat64.shape[1] != dimensions:
@@ -261,7 +282,7 @@ def as_matrix(rows: Any, dimensions: int, ids: Sequence[str] | None = None, *, c
     if bad.any():
         i, j = (int(x) for x in np.argwhere(bad)[0])
         raise NonFiniteValueError(
-            f"values of {name(i)}[{j}] is {mat64[i, j]!r}; values must be finite float32 numbers",
+            f"values of {name(i)}[{j}] is {float(mat64[i, j])!r}; values must be finite float32 numbers",
             id=name(i),
             index=j,
         )

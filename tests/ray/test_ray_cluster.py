@@ -98,8 +98,11 @@ def test_shard_failure_is_loud_then_recovers_from_disk(ray_cluster: Any, fresh_p
         thread = threading.Thread(target=hammer)
         thread.start()
         time.sleep(0.5)
-        ray.kill(db.actors[1], no_restart=False)
-        time.sleep(1.0)
+        ray.kill(db.actors[1], no_restart=False)  # returns at once; the process dies soon after
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(isinstance(o, ShardUnavailableError) for o in outcomes):
+            time.sleep(0.05)
+        time.sleep(0.5)
         stop.set()
         thread.join(30)
         errors = [o for o in outcomes if isinstance(o, ShardUnavailableError)]
@@ -117,6 +120,14 @@ def test_shard_failure_is_loud_then_recovers_from_disk(ray_cluster: Any, fresh_p
 
         # 2. Dead for good: loud by default; partial only when asked, and flagged.
         ray.kill(db.actors[1], no_restart=True)
+        deadline = time.monotonic() + 30
+        while True:  # until the kill has landed; until then answers are whole (checked above)
+            try:
+                assert _expected_ids(idx, q) == expected
+            except ShardUnavailableError:
+                break
+            assert time.monotonic() < deadline, "the killed shard kept answering"
+            time.sleep(0.05)
         with pytest.raises(ShardUnavailableError):
             idx.query(q, top_k=20)
         partial = idx.query(q, top_k=20, allow_partial=True)

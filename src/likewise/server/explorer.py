@@ -224,6 +224,9 @@ async def neighbors(request: Request, name: str) -> Response:
     vid = body.get("id") if isinstance(body, dict) else None
     top_k = int(body.get("top_k", 10)) if isinstance(body, dict) else 10
 
+    if not isinstance(vid, str):
+        raise InvalidArgumentError("expected a JSON object with the 'id' of a point")
+
     def work() -> dict[str, Any]:
         res = idx.query_by_id(vid, top_k=top_k + 1, return_metadata="all")  # the point itself comes first
         proj = project(idx)
