@@ -935,6 +935,14 @@ def goals(sizes: dict[str, dict[str, Any]]) -> str:
             r, rs = _paired(_runs(srep, "likewise", d_l, True), _runs(srep, "faiss", d_l, True), ("all", "qps"), ("all", "qps"))
             row(n, f"unfiltered, same ef {EF_DEFAULT} (likewise's default): ≥ 0.8× raw faiss",
                 f"{_med(lw_d, 'all', 'qps'):,.0f} vs {_med(fa_d, 'all', 'qps'):,.0f}: {r:.2f}× {br(rs)}", r is not None and r >= 0.8)
+        for label in srep["systems"].get("likewise", {}).get("serve", {}):
+            abs_ = [r["ab_same_graph"] for r in _runs(srep, "likewise", label) if r.get("ab_same_graph")]
+            if abs_:
+                rs = [a["ratio"] for a in abs_]
+                over = float(np.median([a["likewise_us_per_query"] - a["faiss_us_per_query"] for a in abs_]))
+                r = float(np.median(rs))
+                row(n, f"(in-process A/B, same graph, {label}): Index.query vs faiss search ≥ 0.8×",
+                    f"{r:.2f}× {br(rs)}; likewise adds {over:,.0f} µs a query", r >= 0.8)
         if lw_op and ch_op:
             r, rs = _paired(_runs(srep, "likewise", lw_l, True), _runs(srep, "chroma", ch_l, True), ("all", "qps"), ("all", "qps"))
             row(n, "unfiltered, recall ≥ 0.95: QPS ≥ 3× chromadb",
