@@ -44,8 +44,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,9 @@ def _latent_model(dim: int) -> tuple[np.ndarray, np.ndarray]:
     return centres, proj
 
 
-def _draw(m: int, dim: int, rng: np.random.Generator, centres: np.ndarray, proj: np.ndarray) -> np.ndarray:
+def _draw(
+    m: int, dim: int, rng: np.random.Generator, centres: np.ndarray, proj: np.ndarray
+) -> np.ndarray:
     c = rng.integers(0, CENTRES, m)
     z = centres[c] + np.float32(0.5) * rng.standard_normal((m, LATENT), dtype=np.float32)
     x = z @ proj + np.float32(0.05) * rng.standard_normal((m, dim), dtype=np.float32)
@@ -105,14 +108,21 @@ def make_data(workdir: Path, n: int, dim: int, nq: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     qi = np.arange(nq)
     q10, q100 = qi % 10, qi % 100
-    best = {name: (np.full((nq, K), -np.inf, np.float32), np.full((nq, K), -1, np.int64)) for name in ("all", "c10", "c100")}
+    best = {
+        name: (np.full((nq, K), -np.inf, np.float32), np.full((nq, K), -1, np.int64))
+        for name in ("all", "c10", "c100")
+    }
     block = 50_000
     for s in range(0, n, block):
         x = read_rows(d / "base.f32", dim, s, min(block, n - s))
         ids = np.arange(s, s + len(x))
         scores = queries @ x.T  # (nq, block)
         for name, qv, mod in (("all", None, None), ("c10", q10, 10), ("c100", q100, 100)):
-            sc = scores if qv is None else np.where((ids % mod)[None, :] == qv[:, None], scores, -np.inf)
+            sc = (
+                scores
+                if qv is None
+                else np.where((ids % mod)[None, :] == qv[:, None], scores, -np.inf)
+            )
             kk = min(K, sc.shape[1])
             part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
             ps = np.take_along_axis(sc, part, axis=1)
@@ -121,15 +131,28 @@ def make_data(workdir: Path, n: int, dim: int, nq: int) -> dict[str, Any]:
             ci = np.concatenate([bi, ids[part]], axis=1)
             top = np.argsort(-cs, axis=1, kind="stable")[:, :K]
             best[name] = (np.take_along_axis(cs, top, axis=1), np.take_along_axis(ci, top, axis=1))
-    np.savez(d / "gt.npz", **{f"{k}_ids": v[1] for k, v in best.items()}, **{f"{k}_scores": v[0] for k, v in best.items()})
-    meta = {"n": n, "dim": dim, "nq": nq, "dir": str(d), "generate_s": t_gen, "ground_truth_s": time.perf_counter() - t0}
+    np.savez(
+        d / "gt.npz",
+        **{f"{k}_ids": v[1] for k, v in best.items()},
+        **{f"{k}_scores": v[0] for k, v in best.items()},
+    )
+    meta = {
+        "n": n,
+        "dim": dim,
+        "nq": nq,
+        "dir": str(d),
+        "generate_s": t_gen,
+        "ground_truth_s": time.perf_counter() - t0,
+    }
     meta_path.write_text(json.dumps(meta))
     return meta
 
 
 def read_rows(path: Path, dim: int, start: int, count: int) -> np.ndarray:
     """Rows ``start .. start+count`` of a raw float32 file (plain reads, no mmap: keeps RSS honest)."""
-    return np.fromfile(path, dtype=np.float32, count=count * dim, offset=start * dim * 4).reshape(count, dim)
+    return np.fromfile(path, dtype=np.float32, count=count * dim, offset=start * dim * 4).reshape(
+        count, dim
+    )
 
 
 def batches(data_dir: Path, n: int, dim: int, marks: list[list[float]] | None = None) -> Any:
@@ -173,7 +196,12 @@ def dir_mib(path: Path) -> float:
 
 
 def run_loop(
-    fn: Callable[[int], list[int]], nq: int, gt: np.ndarray, mod: int | None, warmup: int, budget_s: float = 1e9
+    fn: Callable[[int], list[int]],
+    nq: int,
+    gt: np.ndarray,
+    mod: int | None,
+    warmup: int,
+    budget_s: float = 1e9,
 ) -> dict[str, Any]:
     """One query per call, in query order; QPS, latency percentiles, recall@10 and filter check.
 
@@ -214,7 +242,9 @@ def run_loop(
         "p50_ms": float(np.percentile(lat, 50) * 1e3),
         "p99_ms": float(np.percentile(lat, 99) * 1e3),
         "mean_ms": float(lat.mean() * 1e3),
-        "cpu_ms_per_query": cpu / done * 1e3,  # all threads of the process; less sensitive to other load
+        "cpu_ms_per_query": cpu
+        / done
+        * 1e3,  # all threads of the process; less sensitive to other load
         "recall": hits / (K * done),
         "filter_violations": violations,
         "short_results": short,
@@ -248,7 +278,9 @@ def likewise_build(ctx: dict[str, Any]) -> dict[str, Any]:
     import likewise
 
     path = Path(ctx["sys_dir"])
-    db = likewise.open(path)  # synchronous=FULL (the default): every batch is synced when it returns
+    db = likewise.open(
+        path
+    )  # synchronous=FULL (the default): every batch is synced when it returns
     idx = db.create_index("bench", dimensions=ctx["dim"], metric="cosine")
     if ctx["cfg"]["likewise_metadata_indexes"]:
         idx.create_metadata_index("cat10", "number")
@@ -290,7 +322,9 @@ def _likewise_fn(idx: Any, queries: np.ndarray, mode: str) -> Callable[[int], li
     if mode == "all":
         return lambda i: [int(m.id) for m in idx.query(queries[i], top_k=K).matches]
     key, mod = ("cat10", 10) if mode == "c10" else ("cat100", 100)
-    return lambda i: [int(m.id) for m in idx.query(queries[i], top_k=K, filter={key: i % mod}).matches]
+    return lambda i: [
+        int(m.id) for m in idx.query(queries[i], top_k=K, filter={key: i % mod}).matches
+    ]
 
 
 def likewise_tune(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +369,14 @@ def likewise_serve(ctx: dict[str, Any]) -> dict[str, Any]:
         "ef": ef if ef is not None else EF_DEFAULT,
     }
     for mode, mod in (("all", None), ("c10", 10), ("c100", 100)):
-        out[mode] = run_loop(_likewise_fn(idx, queries, mode), len(queries), gt[f"{mode}_ids"], mod, ctx["warmup"], ctx["loop_budget"])
+        out[mode] = run_loop(
+            _likewise_fn(idx, queries, mode),
+            len(queries),
+            gt[f"{mode}_ids"],
+            mod,
+            ctx["warmup"],
+            ctx["loop_budget"],
+        )
         out[mode]["plan"] = repr(idx._engine.last_plan)
     out["rss_end_mib"] = rss_mib()
     out["peak_rss_mib"] = peak_rss_mib()
@@ -344,7 +385,9 @@ def likewise_serve(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _likewise_ab(idx: Any, queries: np.ndarray, ef: int, blocks: int = 10, per: int = 100) -> dict[str, Any]:
+def _likewise_ab(
+    idx: Any, queries: np.ndarray, ef: int, blocks: int = 10, per: int = 100
+) -> dict[str, Any]:
     """In-process A/B: Index.query against faiss searching the very same graph object, alternating
     blocks of queries, so both see the same machine load. Returns QPS of each and the ratio."""
     import faiss
@@ -368,8 +411,15 @@ def _likewise_ab(idx: Any, queries: np.ndarray, ef: int, blocks: int = 10, per: 
                     [int(x) for x in i[0]]
                 t_fa += time.perf_counter() - t
         done += per
-    return {"ef": ef, "queries_each": done, "likewise_qps": done / t_lw, "faiss_qps": done / t_fa, "ratio": t_fa / t_lw,
-            "likewise_us_per_query": t_lw / done * 1e6, "faiss_us_per_query": t_fa / done * 1e6}
+    return {
+        "ef": ef,
+        "queries_each": done,
+        "likewise_qps": done / t_lw,
+        "faiss_qps": done / t_fa,
+        "ratio": t_fa / t_lw,
+        "likewise_us_per_query": t_lw / done * 1e6,
+        "faiss_us_per_query": t_fa / done * 1e6,
+    }
 
 
 # raw faiss --------------------------------------------------------------------------------
@@ -428,7 +478,7 @@ class _FaissSearcher:
         self.params: dict[int, Any] = {}
         self.sel: dict[tuple[int, int], Any] = {}
         ids = np.arange(n)
-        for mod in ((10, 100) if n else ()):
+        for mod in (10, 100) if n else ():
             for v in range(mod):
                 bits = np.packbits(ids % mod == v, bitorder="little")
                 self.sel[(mod, v)] = (faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits)), bits)
@@ -445,9 +495,13 @@ class _FaissSearcher:
         method, e = mirror_plan(self.n, self.n // mod, ef)
         self.last_plan = (method, e)
         if method == "exact":
-            _d, i = self.index.storage.search(q.reshape(1, -1), K, params=self.faiss.SearchParameters(sel=sel))
+            _d, i = self.index.storage.search(
+                q.reshape(1, -1), K, params=self.faiss.SearchParameters(sel=sel)
+            )
         else:
-            _d, i = self.index.search(q.reshape(1, -1), K, params=self.faiss.SearchParametersHNSW(sel=sel, efSearch=e))
+            _d, i = self.index.search(
+                q.reshape(1, -1), K, params=self.faiss.SearchParametersHNSW(sel=sel, efSearch=e)
+            )
         return [int(x) for x in i[0] if x >= 0]
 
 
@@ -463,7 +517,9 @@ def mirror_plan(n: int, cands: int, ef: int) -> tuple[str, int]:
         e = min(p.max_ef, max(ef, K, math.ceil(p.ef_filter_factor * K / sel)))
     else:  # the earlier planner
         exact = cands <= p.exact_max_candidates or sel < p.exact_max_selectivity
-        e = min(p.max_ef, max(K, math.ceil(ef * (1 / sel) ** getattr(p, "ef_filter_exponent", 1.0))))
+        e = min(
+            p.max_ef, max(K, math.ceil(ef * (1 / sel) ** getattr(p, "ef_filter_exponent", 1.0)))
+        )
     return ("exact", 0) if exact else ("hnsw", e)
 
 
@@ -475,9 +531,6 @@ def _planner() -> dict[str, Any]:
     return dataclasses.asdict(likewise.EngineParams())
 
 
-_PLANNER: dict[str, float] | None = None
-
-
 def faiss_tune(ctx: dict[str, Any]) -> dict[str, Any]:
     import faiss
 
@@ -486,7 +539,9 @@ def faiss_tune(ctx: dict[str, Any]) -> dict[str, Any]:
     s = _FaissSearcher(index, 0)
     curve, chosen = [], None
     for ef in EF_SWEEP:
-        rec, qps = quick_recall(lambda i: s.search(queries[i], ef), len(queries), gt["all_ids"])
+        rec, qps = quick_recall(
+            lambda i, e=ef: s.search(queries[i], e), len(queries), gt["all_ids"]
+        )
         curve.append({"ef": ef, "recall": rec, "qps": qps})
         if rec >= TARGET_RECALL and chosen is None:
             chosen = ef
@@ -508,11 +563,38 @@ def faiss_serve(ctx: dict[str, Any]) -> dict[str, Any]:
     t_first = time.perf_counter() - t0
     rss_open = rss_mib()
     s = _FaissSearcher(index, ctx["n"])
-    out: dict[str, Any] = {"open_s": t_open, "open_first_query_s": t_first, "rss_after_open_mib": rss_open, "ef": ef, "planner": _planner()}
-    out["all"] = run_loop(lambda i: s.search(queries[i], ef), len(queries), gt["all_ids"], None, ctx["warmup"], ctx["loop_budget"])
-    out["c10"] = run_loop(lambda i: s.filtered(queries[i], 10, i % 10, ef), len(queries), gt["c10_ids"], 10, ctx["warmup"], ctx["loop_budget"])
+    out: dict[str, Any] = {
+        "open_s": t_open,
+        "open_first_query_s": t_first,
+        "rss_after_open_mib": rss_open,
+        "ef": ef,
+        "planner": _planner(),
+    }
+    out["all"] = run_loop(
+        lambda i: s.search(queries[i], ef),
+        len(queries),
+        gt["all_ids"],
+        None,
+        ctx["warmup"],
+        ctx["loop_budget"],
+    )
+    out["c10"] = run_loop(
+        lambda i: s.filtered(queries[i], 10, i % 10, ef),
+        len(queries),
+        gt["c10_ids"],
+        10,
+        ctx["warmup"],
+        ctx["loop_budget"],
+    )
     out["c10"]["plan"] = repr(mirror_plan(ctx["n"], ctx["n"] // 10, ef))
-    out["c100"] = run_loop(lambda i: s.filtered(queries[i], 100, i % 100, ef), len(queries), gt["c100_ids"], 100, ctx["warmup"], ctx["loop_budget"])
+    out["c100"] = run_loop(
+        lambda i: s.filtered(queries[i], 100, i % 100, ef),
+        len(queries),
+        gt["c100_ids"],
+        100,
+        ctx["warmup"],
+        ctx["loop_budget"],
+    )
     out["c100"]["plan"] = repr(mirror_plan(ctx["n"], ctx["n"] // 100, ef))
     out["rss_end_mib"] = rss_mib()
     out["peak_rss_mib"] = peak_rss_mib()
@@ -535,14 +617,21 @@ def chroma_build(ctx: dict[str, Any]) -> dict[str, Any]:
     col = client.create_collection(
         "bench",
         configuration={
-            "hnsw": {"space": "ip", "ef_construction": EF_CONSTRUCTION, "max_neighbors": M, "ef_search": ctx["cfg"]["chroma_ef"]}
+            "hnsw": {
+                "space": "ip",
+                "ef_construction": EF_CONSTRUCTION,
+                "max_neighbors": M,
+                "ef_search": ctx["cfg"]["chroma_ef"],
+            }
         },
         embedding_function=None,
     )
     marks: list[list[float]] = []
     t0 = time.perf_counter()
     for s, x in batches(Path(ctx["data_dir"]), ctx["n"], ctx["dim"], marks):
-        col.add(ids=[str(i) for i in range(s, s + len(x))], embeddings=x, metadatas=_meta(s, len(x)))
+        col.add(
+            ids=[str(i) for i in range(s, s + len(x))], embeddings=x, metadatas=_meta(s, len(x))
+        )
     t_ingest = time.perf_counter() - t0
     t1 = time.perf_counter()
     q = np.load(Path(ctx["data_dir"]) / "queries.npy")[:1]
@@ -579,7 +668,13 @@ def chroma_probe(ctx: dict[str, Any]) -> dict[str, Any]:
         return [int(x) for x in r["ids"][0]]
 
     rec, qps = quick_recall(fn, nq, gt["all_ids"])
-    return {"ef": int(ctx["ef"]), "ef_in_config": (conf.get("hnsw") or {}).get("ef_search"), "recall": rec, "qps": qps, "queries": nq}
+    return {
+        "ef": int(ctx["ef"]),
+        "ef_in_config": (conf.get("hnsw") or {}).get("ef_search"),
+        "recall": rec,
+        "qps": qps,
+        "queries": nq,
+    }
 
 
 def chroma_serve(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -595,7 +690,9 @@ def chroma_serve(ctx: dict[str, Any]) -> dict[str, Any]:
     def fn(where: Callable[[int], dict[str, int] | None]) -> Callable[[int], list[int]]:
         def q(i: int) -> list[int]:
             w = where(i)
-            r = col.query(query_embeddings=queries[i : i + 1], n_results=K, where=w, include=["distances"])
+            r = col.query(
+                query_embeddings=queries[i : i + 1], n_results=K, where=w, include=["distances"]
+            )
             return [int(x) for x in r["ids"][0]]
 
         return q
@@ -605,11 +702,29 @@ def chroma_serve(ctx: dict[str, Any]) -> dict[str, Any]:
         "open_first_query_s": t_first,
         "rss_after_open_mib": rss_open,
         "ef": ctx.get("ef", ctx["cfg"]["chroma_ef"]),
-        "ef_in_config": ((getattr(col, "configuration_json", None) or {}).get("hnsw") or {}).get("ef_search"),
+        "ef_in_config": ((getattr(col, "configuration_json", None) or {}).get("hnsw") or {}).get(
+            "ef_search"
+        ),
     }
-    out["all"] = run_loop(fn(lambda i: None), len(queries), gt["all_ids"], None, ctx["warmup"], ctx["loop_budget"])
-    out["c10"] = run_loop(fn(lambda i: {"cat10": i % 10}), len(queries), gt["c10_ids"], 10, ctx["warmup"], ctx["loop_budget"])
-    out["c100"] = run_loop(fn(lambda i: {"cat100": i % 100}), len(queries), gt["c100_ids"], 100, ctx["warmup"], ctx["loop_budget"])
+    out["all"] = run_loop(
+        fn(lambda i: None), len(queries), gt["all_ids"], None, ctx["warmup"], ctx["loop_budget"]
+    )
+    out["c10"] = run_loop(
+        fn(lambda i: {"cat10": i % 10}),
+        len(queries),
+        gt["c10_ids"],
+        10,
+        ctx["warmup"],
+        ctx["loop_budget"],
+    )
+    out["c100"] = run_loop(
+        fn(lambda i: {"cat100": i % 100}),
+        len(queries),
+        gt["c100_ids"],
+        100,
+        ctx["warmup"],
+        ctx["loop_budget"],
+    )
     out["rss_end_mib"] = rss_mib()
     out["peak_rss_mib"] = peak_rss_mib()
     return out
@@ -623,7 +738,14 @@ def _lance_table(x: np.ndarray, s: int) -> Any:
 
     ids = np.arange(s, s + len(x), dtype=np.int64)
     vec = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), type=pa.float32()), x.shape[1])
-    return pa.table({"id": ids, "vector": vec, "cat10": (ids % 10).astype(np.int32), "cat100": (ids % 100).astype(np.int32)})
+    return pa.table(
+        {
+            "id": ids,
+            "vector": vec,
+            "cat10": (ids % 10).astype(np.int32),
+            "cat100": (ids % 100).astype(np.int32),
+        }
+    )
 
 
 def lance_partitions(n: int) -> int:
@@ -673,9 +795,17 @@ def lance_build(ctx: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _lance_fn(tbl: Any, queries: np.ndarray, nprobes: int, ef: int, refine: int | None, mode: str) -> Callable[[int], list[int]]:
+def _lance_fn(
+    tbl: Any, queries: np.ndarray, nprobes: int, ef: int, refine: int | None, mode: str
+) -> Callable[[int], list[int]]:
     def q(i: int) -> list[int]:
-        b = tbl.search(queries[i], vector_column_name="vector").distance_type("dot").nprobes(nprobes).ef(ef).limit(K)
+        b = (
+            tbl.search(queries[i], vector_column_name="vector")
+            .distance_type("dot")
+            .nprobes(nprobes)
+            .ef(ef)
+            .limit(K)
+        )
         if refine:
             b = b.refine_factor(refine)
         if mode == "c10":
@@ -699,8 +829,12 @@ def lance_tune(ctx: dict[str, Any]) -> dict[str, Any]:
     for nprobes in probes:
         for ef in (32, 64, 128, 256):
             for refine in (None,):
-                rec, qps = quick_recall(_lance_fn(tbl, queries, nprobes, ef, refine, "all"), nq, gt["all_ids"])
-                curve.append({"nprobes": nprobes, "ef": ef, "refine": refine, "recall": rec, "qps": qps})
+                rec, qps = quick_recall(
+                    _lance_fn(tbl, queries, nprobes, ef, refine, "all"), nq, gt["all_ids"]
+                )
+                curve.append(
+                    {"nprobes": nprobes, "ef": ef, "refine": refine, "recall": rec, "qps": qps}
+                )
                 if rec >= 0.97:
                     break
     ok = [c for c in curve if c["recall"] >= TARGET_RECALL]
@@ -719,10 +853,17 @@ def lance_serve(ctx: dict[str, Any]) -> dict[str, Any]:
     _lance_fn(tbl, queries, ch["nprobes"], ch["ef"], ch["refine"], "all")(0)
     t_first = time.perf_counter() - t0
     rss_open = rss_mib()
-    out: dict[str, Any] = {"open_s": t_open, "open_first_query_s": t_first, "rss_after_open_mib": rss_open, "params": ch}
+    out: dict[str, Any] = {
+        "open_s": t_open,
+        "open_first_query_s": t_first,
+        "rss_after_open_mib": rss_open,
+        "params": ch,
+    }
     for mode, mod in (("all", None), ("c10", 10), ("c100", 100)):
         fn = _lance_fn(tbl, queries, ch["nprobes"], ch["ef"], ch["refine"], mode)
-        out[mode] = run_loop(fn, len(queries), gt[f"{mode}_ids"], mod, ctx["warmup"], ctx["loop_budget"])
+        out[mode] = run_loop(
+            fn, len(queries), gt[f"{mode}_ids"], mod, ctx["warmup"], ctx["loop_budget"]
+        )
     out["rss_end_mib"] = rss_mib()
     out["peak_rss_mib"] = peak_rss_mib()
     return out
@@ -761,8 +902,12 @@ def markdown(reports: list[dict[str, Any]]) -> str:
         n_i = int(n)
         raw_mib = n_i * srep["data"]["dim"] * 4 / 2**20
         out.append(f"### {n_i:,} vectors (raw float32: {raw_mib:,.0f} MiB)\n")
-        out.append("**Ingest** (batches of 1,000; vectors/s until the last batch returned) **and build**\n")
-        out.append("| system | ingest vectors/s | then index build s | time to fully indexed s | disk MiB | ingest peak RSS MiB |")
+        out.append(
+            "**Ingest** (batches of 1,000; vectors/s until the last batch returned) **and build**\n"
+        )
+        out.append(
+            "| system | ingest vectors/s | then index build s | time to fully indexed s | disk MiB | ingest peak RSS MiB |"
+        )
         out.append("|---|---|---|---|---|---|")
         sm = summary.setdefault(n, {})
         for system, v in srep["systems"].items():
@@ -771,7 +916,9 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                 out.append(f"| {system} | {v.get('skipped') or b.get('error')} | | | | |")
                 continue
             if b.get("reused_from"):
-                out.append(f"| {system} | (not built at this size: serves likewise's graph file) | | | {_f(v.get('disk_mib_final'))} | |")
+                out.append(
+                    f"| {system} | (not built at this size: serves likewise's graph file) | | | {_f(v.get('disk_mib_final'))} | |"
+                )
                 continue
             out.append(
                 f"| {system} | {_f(b.get('ingest_rate'))} | {_f(b.get('index_build_s'), 1)} | {_f(b.get('time_to_indexed_s'), 1)} "
@@ -781,8 +928,12 @@ def markdown(reports: list[dict[str, Any]]) -> str:
             sm[system]["time_to_indexed_s"] = b.get("time_to_indexed_s")
             sm[system]["disk_mib"] = b.get("disk_mib")
         out.append("")
-        out.append("**Queries** (one per call, k = 10; median of the rounds; QPS / p50 ms / p99 ms / recall@10)\n")
-        out.append("| system, setting | unfiltered | filtered 10% | filtered 1% | filter violations | rounds |")
+        out.append(
+            "**Queries** (one per call, k = 10; median of the rounds; QPS / p50 ms / p99 ms / recall@10)\n"
+        )
+        out.append(
+            "| system, setting | unfiltered | filtered 10% | filtered 1% | filter violations | rounds |"
+        )
         out.append("|---|---|---|---|---|---|")
         for system, v in srep["systems"].items():
             for label, runs in v.get("serve", {}).items():
@@ -797,12 +948,17 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                     )
                     viol += sum(int(r[mode]["filter_violations"]) for r in runs if mode in r)
                     sm.setdefault(system, {}).setdefault(label, {})[mode] = {
-                        k: _med(runs, mode, k) for k in ("qps", "p50_ms", "p99_ms", "recall", "cpu_ms_per_query")
+                        k: _med(runs, mode, k)
+                        for k in ("qps", "p50_ms", "p99_ms", "recall", "cpu_ms_per_query")
                     }
                 out.append(f"| {system}, {label} | {' | '.join(cells)} | {viol} | {len(runs)} |")
         out.append("")
-        out.append("**Open and memory** (fresh process that only opens and queries; medians of the rounds)\n")
-        out.append("| system, setting | open s | open + first query s | RSS after first query MiB | RSS after all queries MiB | peak RSS MiB | RSS / raw vectors |")
+        out.append(
+            "**Open and memory** (fresh process that only opens and queries; medians of the rounds)\n"
+        )
+        out.append(
+            "| system, setting | open s | open + first query s | RSS after first query MiB | RSS after all queries MiB | peak RSS MiB | RSS / raw vectors |"
+        )
         out.append("|---|---|---|---|---|---|---|")
         for system, v in srep["systems"].items():
             for label, runs in v.get("serve", {}).items():
@@ -814,7 +970,9 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                     f"| {system}, {label} | {_f(_med(runs, 'open_s'), 2)} | {_f(_med(runs, 'open_first_query_s'), 2)} | {_f(_med(runs, 'rss_after_open_mib'))} "
                     f"| {_f(rss)} | {_f(_med(runs, 'peak_rss_mib'))} | {_f(rss / raw_mib if rss else None, 2)}× |"
                 )
-                sm.setdefault(system, {}).setdefault(label, {})["open_first_query_s"] = _med(runs, "open_first_query_s")
+                sm.setdefault(system, {}).setdefault(label, {})["open_first_query_s"] = _med(
+                    runs, "open_first_query_s"
+                )
                 sm[system][label]["rss_end_mib"] = rss
                 sm[system][label]["raw_mib"] = raw_mib
         out.append("")
@@ -826,11 +984,15 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                 for c in t["curve"]:
                     if "error" in c:
                         continue
-                    knob = "/".join(f"{k}={c[k]}" for k in ("nprobes", "ef") if k in c and c[k] is not None)
+                    knob = "/".join(
+                        f"{k}={c[k]}" for k in ("nprobes", "ef") if k in c and c[k] is not None
+                    )
                     pts.append(f"{knob}: {c['recall']:.3f} @ {c['qps']:,.0f}")
                 curves.append(f"- {system}: " + "; ".join(pts))
         if curves:
-            out.append("**Search-effort sweep** (unfiltered; recall@10 @ QPS, one pass, not interleaved)\n")
+            out.append(
+                "**Search-effort sweep** (unfiltered; recall@10 @ QPS, one pass, not interleaved)\n"
+            )
             out.extend(curves)
             out.append("")
     out.append(goals(sizes))
@@ -853,20 +1015,51 @@ def growth(sizes: dict[str, dict[str, Any]]) -> str:
         b1 = sizes[hi]["systems"].get(system, {}).get("build", {})
         if not b1.get("reused_from"):
             rows.append(("ingest vectors/s", b0.get("ingest_rate"), b1.get("ingest_rate"), 0))
-            rows.append(("time to fully indexed, s", b0.get("time_to_indexed_s"), b1.get("time_to_indexed_s"), 0))
-        rows.append(("disk MiB", sizes[lo]["systems"].get(system, {}).get("disk_mib_final"), sizes[hi]["systems"].get(system, {}).get("disk_mib_final"), 0))
-        labels = [lab for lab in sizes[lo]["systems"].get(system, {}).get("serve", {}) if lab in sizes[hi]["systems"].get(system, {}).get("serve", {})]
+            rows.append(
+                (
+                    "time to fully indexed, s",
+                    b0.get("time_to_indexed_s"),
+                    b1.get("time_to_indexed_s"),
+                    0,
+                )
+            )
+        rows.append(
+            (
+                "disk MiB",
+                sizes[lo]["systems"].get(system, {}).get("disk_mib_final"),
+                sizes[hi]["systems"].get(system, {}).get("disk_mib_final"),
+                0,
+            )
+        )
+        labels = [
+            lab
+            for lab in sizes[lo]["systems"].get(system, {}).get("serve", {})
+            if lab in sizes[hi]["systems"].get(system, {}).get("serve", {})
+        ]
         op0, op1 = _op_label(sizes[lo], system), _op_label(sizes[hi], system)
         for lab in labels:
             r0, r1 = _runs(sizes[lo], system, lab), _runs(sizes[hi], system, lab)
             for mode, name in (("all", "unfiltered"), ("c10", "10%"), ("c100", "1%")):
                 rows.append((f"{lab}: {name} QPS", _med(r0, mode, "qps"), _med(r1, mode, "qps"), 0))
-                rows.append((f"{lab}: {name} p50 ms", _med(r0, mode, "p50_ms"), _med(r1, mode, "p50_ms"), 2))
-                rows.append((f"{lab}: {name} recall", _med(r0, mode, "recall"), _med(r1, mode, "recall"), 3))
-            rows.append((f"{lab}: open + first query s", _med(r0, "open_first_query_s"), _med(r1, "open_first_query_s"), 2))
+                rows.append(
+                    (f"{lab}: {name} p50 ms", _med(r0, mode, "p50_ms"), _med(r1, mode, "p50_ms"), 2)
+                )
+                rows.append(
+                    (f"{lab}: {name} recall", _med(r0, mode, "recall"), _med(r1, mode, "recall"), 3)
+                )
+            rows.append(
+                (
+                    f"{lab}: open + first query s",
+                    _med(r0, "open_first_query_s"),
+                    _med(r1, "open_first_query_s"),
+                    2,
+                )
+            )
             rows.append((f"{lab}: RSS MiB", _med(r0, "rss_end_mib"), _med(r1, "rss_end_mib"), 0))
         if op0 != op1 and op0 and op1:
-            rows.append((f"operating point (recall ≥ 0.95) moved from {op0} to {op1}", None, None, 0))
+            rows.append(
+                (f"operating point (recall ≥ 0.95) moved from {op0} to {op1}", None, None, 0)
+            )
         for name, v0, v1, d in rows:
             ch = f"{v1 / v0:.2f}×" if v0 and v1 else ""
             out.append(f"| {system} | {name} | {_f(v0, d)} | {_f(v1, d)} | {ch} |")
@@ -874,7 +1067,9 @@ def growth(sizes: dict[str, dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def _runs(srep: dict[str, Any], system: str, label: str | None, aligned: bool = False) -> list[dict[str, Any]]:
+def _runs(
+    srep: dict[str, Any], system: str, label: str | None, aligned: bool = False
+) -> list[dict[str, Any]]:
     """The serve runs of one setting, in round order; ``aligned`` keeps failed rounds (as {})."""
     if label is None:
         return []
@@ -895,7 +1090,9 @@ def _op_label(srep: dict[str, Any], system: str) -> str | None:
     return best
 
 
-def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]], pa: tuple[str, ...], pb: tuple[str, ...]) -> tuple[float | None, list[float]]:
+def _paired(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], pa: tuple[str, ...], pb: tuple[str, ...]
+) -> tuple[float | None, list[float]]:
     """Median over rounds of a/b, each ratio taken within one round (the same minutes of machine load)."""
     ratios = []
     for ra, rb in zip(a, b):
@@ -915,7 +1112,9 @@ def goals(sizes: dict[str, dict[str, Any]]) -> str:
     ]
 
     def row(n: str, goal: str, measured: str, ok: bool | None) -> None:
-        out.append(f"| {int(n):,} | {goal} | {measured} | {'met' if ok else ('not met' if ok is not None else 'n/a')} |")
+        out.append(
+            f"| {int(n):,} | {goal} | {measured} | {'met' if ok else ('not met' if ok is not None else 'n/a')} |"
+        )
 
     def br(rs: list[float], d: int = 2) -> str:
         return "[" + ", ".join(f"{x:.{d}f}" for x in rs) + "]"
@@ -923,51 +1122,110 @@ def goals(sizes: dict[str, dict[str, Any]]) -> str:
     for n, srep in sizes.items():
         raw_mib = int(n) * srep["data"]["dim"] * 4 / 2**20
         lw_l, fa_l, ch_l = (_op_label(srep, s) for s in ("likewise", "faiss", "chroma"))
-        lw_op, fa_op, ch_op = _runs(srep, "likewise", lw_l), _runs(srep, "faiss", fa_l), _runs(srep, "chroma", ch_l)
+        lw_op, fa_op, ch_op = (
+            _runs(srep, "likewise", lw_l),
+            _runs(srep, "faiss", fa_l),
+            _runs(srep, "chroma", ch_l),
+        )
         d_l = f"ef{EF_DEFAULT}"
         lw_d, fa_d = _runs(srep, "likewise", d_l), _runs(srep, "faiss", d_l)
         if lw_op and fa_op:
-            r, rs = _paired(_runs(srep, "likewise", lw_l, True), _runs(srep, "faiss", fa_l, True), ("all", "qps"), ("all", "qps"))
-            row(n, "unfiltered, recall ≥ 0.95: QPS ≥ 0.8× raw faiss",
+            r, rs = _paired(
+                _runs(srep, "likewise", lw_l, True),
+                _runs(srep, "faiss", fa_l, True),
+                ("all", "qps"),
+                ("all", "qps"),
+            )
+            row(
+                n,
+                "unfiltered, recall ≥ 0.95: QPS ≥ 0.8× raw faiss",
                 f"likewise {lw_l} {_med(lw_op, 'all', 'qps'):,.0f} (recall {_med(lw_op, 'all', 'recall'):.3f}) vs faiss {fa_l} {_med(fa_op, 'all', 'qps'):,.0f} "
-                f"(recall {_med(fa_op, 'all', 'recall'):.3f}): {r:.2f}× {br(rs)}", r is not None and r >= 0.8)
+                f"(recall {_med(fa_op, 'all', 'recall'):.3f}): {r:.2f}× {br(rs)}",
+                r is not None and r >= 0.8,
+            )
         if lw_d and fa_d:
-            r, rs = _paired(_runs(srep, "likewise", d_l, True), _runs(srep, "faiss", d_l, True), ("all", "qps"), ("all", "qps"))
-            row(n, f"unfiltered, same ef {EF_DEFAULT} (likewise's default): ≥ 0.8× raw faiss",
-                f"{_med(lw_d, 'all', 'qps'):,.0f} vs {_med(fa_d, 'all', 'qps'):,.0f}: {r:.2f}× {br(rs)}", r is not None and r >= 0.8)
+            r, rs = _paired(
+                _runs(srep, "likewise", d_l, True),
+                _runs(srep, "faiss", d_l, True),
+                ("all", "qps"),
+                ("all", "qps"),
+            )
+            row(
+                n,
+                f"unfiltered, same ef {EF_DEFAULT} (likewise's default): ≥ 0.8× raw faiss",
+                f"{_med(lw_d, 'all', 'qps'):,.0f} vs {_med(fa_d, 'all', 'qps'):,.0f}: {r:.2f}× {br(rs)}",
+                r is not None and r >= 0.8,
+            )
         for label in srep["systems"].get("likewise", {}).get("serve", {}):
-            abs_ = [r["ab_same_graph"] for r in _runs(srep, "likewise", label) if r.get("ab_same_graph")]
+            abs_ = [
+                r["ab_same_graph"] for r in _runs(srep, "likewise", label) if r.get("ab_same_graph")
+            ]
             if abs_:
                 rs = [a["ratio"] for a in abs_]
-                over = float(np.median([a["likewise_us_per_query"] - a["faiss_us_per_query"] for a in abs_]))
+                over = float(
+                    np.median([a["likewise_us_per_query"] - a["faiss_us_per_query"] for a in abs_])
+                )
                 r = float(np.median(rs))
-                row(n, f"(in-process A/B, same graph, {label}): Index.query vs faiss search ≥ 0.8×",
-                    f"{r:.2f}× {br(rs)}; likewise adds {over:,.0f} µs a query", r >= 0.8)
+                row(
+                    n,
+                    f"(in-process A/B, same graph, {label}): Index.query vs faiss search ≥ 0.8×",
+                    f"{r:.2f}× {br(rs)}; likewise adds {over:,.0f} µs a query",
+                    r >= 0.8,
+                )
         if lw_op and ch_op:
-            r, rs = _paired(_runs(srep, "likewise", lw_l, True), _runs(srep, "chroma", ch_l, True), ("all", "qps"), ("all", "qps"))
-            row(n, "unfiltered, recall ≥ 0.95: QPS ≥ 3× chromadb",
+            r, rs = _paired(
+                _runs(srep, "likewise", lw_l, True),
+                _runs(srep, "chroma", ch_l, True),
+                ("all", "qps"),
+                ("all", "qps"),
+            )
+            row(
+                n,
+                "unfiltered, recall ≥ 0.95: QPS ≥ 3× chromadb",
                 f"{_med(lw_op, 'all', 'qps'):,.0f} vs chroma {ch_l} {_med(ch_op, 'all', 'qps'):,.0f} (recall {_med(ch_op, 'all', 'recall'):.3f}): {r:.1f}× {br(rs, 1)}",
-                r is not None and r >= 3)
+                r is not None and r >= 3,
+            )
         if lw_d:
             for mode, name in (("c10", "10%"), ("c100", "1%")):
                 rec = _med(lw_d, mode, "recall")
                 viol = sum(int(r[mode]["filter_violations"]) for r in lw_d)
-                row(n, f"filtered {name} (default ef): recall ≥ 0.95, every result passes",
-                    f"recall {rec:.3f}, {viol} violations", rec is not None and rec >= TARGET_RECALL and viol == 0)
+                row(
+                    n,
+                    f"filtered {name} (default ef): recall ≥ 0.95, every result passes",
+                    f"recall {rec:.3f}, {viol} violations",
+                    rec is not None and rec >= TARGET_RECALL and viol == 0,
+                )
                 r, rs = _paired(lw_d, lw_d, (mode, "qps"), ("all", "qps"))
-                row(n, f"filtered {name} (default ef): QPS ≥ 0.5× unfiltered",
-                    f"{_med(lw_d, mode, 'qps'):,.0f} vs {_med(lw_d, 'all', 'qps'):,.0f}: {r:.2f}× {br(rs)}", r is not None and r >= 0.5)
-        lb, cb = srep["systems"].get("likewise", {}).get("build", {}), srep["systems"].get("chroma", {}).get("build", {})
+                row(
+                    n,
+                    f"filtered {name} (default ef): QPS ≥ 0.5× unfiltered",
+                    f"{_med(lw_d, mode, 'qps'):,.0f} vs {_med(lw_d, 'all', 'qps'):,.0f}: {r:.2f}× {br(rs)}",
+                    r is not None and r >= 0.5,
+                )
+        lb, cb = (
+            srep["systems"].get("likewise", {}).get("build", {}),
+            srep["systems"].get("chroma", {}).get("build", {}),
+        )
         if lb.get("ingest_rate") and cb.get("ingest_rate"):
             r = lb["ingest_rate"] / cb["ingest_rate"]
-            row(n, "durable ingest (batches of 1,000) ≥ 2× chromadb", f"{lb['ingest_rate']:,.0f} vs {cb['ingest_rate']:,.0f} vectors/s: {r:.1f}×", r >= 2)
+            row(
+                n,
+                "durable ingest (batches of 1,000) ≥ 2× chromadb",
+                f"{lb['ingest_rate']:,.0f} vs {cb['ingest_rate']:,.0f} vectors/s: {r:.1f}×",
+                r >= 2,
+            )
         if lw_d:
             ts = [r["open_first_query_s"] for r in lw_d]
             t = float(np.median(ts))
             row(n, "reopen + first query ≤ 3 s", f"{t:.2f} s {br(ts)}", t <= 3)
             rss = _med(lw_d, "rss_end_mib")
             if rss:
-                row(n, "RSS ≤ 1.5× raw float32 vectors", f"{rss:,.0f} MiB = {rss / raw_mib:.2f}× of {raw_mib:,.0f} MiB", rss / raw_mib <= 1.5)
+                row(
+                    n,
+                    "RSS ≤ 1.5× raw float32 vectors",
+                    f"{rss:,.0f} MiB = {rss / raw_mib:.2f}× of {raw_mib:,.0f} MiB",
+                    rss / raw_mib <= 1.5,
+                )
     out.append("")
     return "\n".join(out)
 
@@ -977,7 +1235,13 @@ def goals(sizes: dict[str, dict[str, Any]]) -> str:
 SYSTEMS: dict[str, dict[str, Callable[[dict[str, Any]], dict[str, Any]] | None]] = {
     "likewise": {"build": likewise_build, "tune": likewise_tune, "serve": likewise_serve},
     "faiss": {"build": faiss_build, "tune": faiss_tune, "serve": faiss_serve},
-    "chroma": {"build": chroma_build, "tune": None, "serve": chroma_serve, "setef": chroma_setef, "probe": chroma_probe},
+    "chroma": {
+        "build": chroma_build,
+        "tune": None,
+        "serve": chroma_serve,
+        "setef": chroma_setef,
+        "probe": chroma_probe,
+    },
     "lancedb": {"build": lance_build, "tune": lance_tune, "serve": lance_serve},
 }
 
@@ -1004,7 +1268,9 @@ def worker(step: str, system: str, ctx_path: Path, out_path: Path) -> None:
     os._exit(0)  # skip interpreter teardown (chroma/lance background threads); results are written
 
 
-def spawn(step: str, system: str, ctx: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
+def spawn(
+    step: str, system: str, ctx: dict[str, Any], workdir: Path, timeout: float
+) -> dict[str, Any]:
     tag = f"{system}-{step}-{ctx['n']}-{int(time.time() * 1000)}"
     ctx_path = workdir / f"ctx-{tag}.json"
     out_path = workdir / f"out-{tag}.json"
@@ -1012,15 +1278,31 @@ def spawn(step: str, system: str, ctx: dict[str, Any], workdir: Path, timeout: f
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0]
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", step, "--system", system, "--ctx", str(ctx_path), "--result", str(out_path)],
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            step,
+            "--system",
+            system,
+            "--ctx",
+            str(ctx_path),
+            "--result",
+            str(out_path),
+        ],
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or not out_path.exists():
         print(proc.stdout[-3000:], proc.stderr[-5000:], file=sys.stderr)
-        return {"error": f"exit {proc.returncode}", "stderr_tail": proc.stderr[-2000:], "process_wall_s": wall}
+        return {
+            "error": f"exit {proc.returncode}",
+            "stderr_tail": proc.stderr[-2000:],
+            "process_wall_s": wall,
+        }
     res = json.loads(out_path.read_text())
     res["process_wall_s"] = wall
     res["loadavg_1min_before_after"] = [load0, os.getloadavg()[0]]
@@ -1030,20 +1312,43 @@ def spawn(step: str, system: str, ctx: dict[str, Any], workdir: Path, timeout: f
 def versions() -> dict[str, Any]:
     out: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
     try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "src"], capture_output=True, text=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "src"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         out["likewise_git"] = rev + (" (src/ has uncommitted changes)" if dirty else "")
         if dirty:
             import hashlib
 
-            diff = subprocess.run(["git", "-C", str(REPO), "diff", "HEAD", "--", "src"], capture_output=True).stdout
+            diff = subprocess.run(
+                ["git", "-C", str(REPO), "diff", "HEAD", "--", "src"],
+                capture_output=True,
+                check=False,
+            ).stdout
             out["likewise_src_diff_sha1"] = hashlib.sha1(diff).hexdigest()[:12]
     except OSError:
         out["likewise_git"] = None
     import importlib.metadata as md
     import sqlite3
 
-    for pkg in ("likewise", "faiss-cpu", "chromadb", "lancedb", "pylance", "numpy", "pyarrow", "psutil"):
+    for pkg in (
+        "likewise",
+        "faiss-cpu",
+        "chromadb",
+        "lancedb",
+        "pylance",
+        "numpy",
+        "pyarrow",
+        "psutil",
+    ):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -1051,11 +1356,15 @@ def versions() -> dict[str, Any]:
     out["sqlite"] = sqlite3.sqlite_version
     try:
         with open("/proc/cpuinfo") as fh:
-            out["cpu"] = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None)
+            out["cpu"] = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), None
+            )
     except OSError:
         pass
     out["cores"] = os.cpu_count()
-    out["thread_env"] = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    out["thread_env"] = {
+        v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    }
     try:
         import psutil
 
@@ -1066,30 +1375,64 @@ def versions() -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="100000,1000000", help="comma-separated vector counts, run in this order")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--sizes", default="100000,1000000", help="comma-separated vector counts, run in this order"
+    )
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--systems", default="likewise,faiss,chroma,lancedb")
     ap.add_argument("--out", default=str(HERE / "results" / "core.json"), help="results JSON path")
-    ap.add_argument("--workdir", default="/tmp/likewise-corebench", help="data and the systems' directories")
-    ap.add_argument("--rounds", type=int, default=3, help="serve rounds per size, systems interleaved in each")
-    ap.add_argument("--warmup", type=int, default=200, help="warm-up queries before each timed loop")
-    ap.add_argument("--loop-budget", type=float, default=45.0, help="seconds after which a slow query loop stops (>= 200 queries)")
-    ap.add_argument("--chroma-ef", type=int, default=100, help="chroma ef_search (fixed at collection creation)")
-    ap.add_argument("--no-metadata-indexes", action="store_true", help="do not declare likewise metadata indexes")
+    ap.add_argument(
+        "--workdir", default="/tmp/likewise-corebench", help="data and the systems' directories"
+    )
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="serve rounds per size, systems interleaved in each"
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=200, help="warm-up queries before each timed loop"
+    )
+    ap.add_argument(
+        "--loop-budget",
+        type=float,
+        default=45.0,
+        help="seconds after which a slow query loop stops (>= 200 queries)",
+    )
+    ap.add_argument(
+        "--chroma-ef", type=int, default=100, help="chroma ef_search (fixed at collection creation)"
+    )
+    ap.add_argument(
+        "--no-metadata-indexes",
+        action="store_true",
+        help="do not declare likewise metadata indexes",
+    )
     ap.add_argument(
         "--faiss-build-max",
         type=int,
         default=200_000,
         help="above this size raw faiss serves likewise's own snapshot graph instead of building its own",
     )
-    ap.add_argument("--skip", default="", help="system@size pairs to leave out, e.g. chroma@1000000 (recorded in the results)")
-    ap.add_argument("--builds-from", help="results JSON of an earlier run (with --keep): reuse its builds whose directories still exist; tune and serve again")
-    ap.add_argument("--skip-note", default="", help="why --skip left systems out (recorded in the results)")
-    ap.add_argument("--keep", action="store_true", help="keep the systems' directories after each size")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="system@size pairs to leave out, e.g. chroma@1000000 (recorded in the results)",
+    )
+    ap.add_argument(
+        "--builds-from",
+        help="results JSON of an earlier run (with --keep): reuse its builds whose directories still exist; tune and serve again",
+    )
+    ap.add_argument(
+        "--skip-note", default="", help="why --skip left systems out (recorded in the results)"
+    )
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the systems' directories after each size"
+    )
     ap.add_argument("--timeout", type=float, default=3600)
-    ap.add_argument("--report", nargs="+", help="print markdown tables from these results files and exit")
+    ap.add_argument(
+        "--report", nargs="+", help="print markdown tables from these results files and exit"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--system", help=argparse.SUPPRESS)
     ap.add_argument("--ctx", help=argparse.SUPPRESS)
@@ -1125,11 +1468,40 @@ def main() -> None:
             "warmup": args.warmup,
             "rounds": args.rounds,
             "hnsw": {"M": M, "efConstruction": EF_CONSTRUCTION, "efSearch_default": EF_DEFAULT},
-            "chroma": {"space": "ip", "max_neighbors": M, "ef_construction": EF_CONSTRUCTION, "ef_search_at_creation": args.chroma_ef, "ef_search_served": "the smallest of %s reaching recall 0.95 on 300 queries, set by collection.modify and a reopen" % CHROMA_EFS},
-            "lancedb": {"index": "IVF_HNSW_SQ", "metric": "dot", "m": M, "ef_construction": EF_CONSTRUCTION, "partitions": "max(1, n // 100000)", "scalar": "BITMAP on cat10, cat100", "prefilter": True},
-            "likewise": {"metric": "cosine", "synchronous": "FULL", "api": "Index.upsert_arrays / Index.query", "metadata_indexes": cfg["likewise_metadata_indexes"]},
-            "data": {"latent": LATENT, "centres": CENTRES, "latent_noise": 0.5, "ambient_noise": 0.05, "seed": SEED},
-            "filters": {"10%": "cat10 == query_no % 10 (cat10 = i % 10)", "1%": "cat100 == query_no % 100 (cat100 = i % 100)"},
+            "chroma": {
+                "space": "ip",
+                "max_neighbors": M,
+                "ef_construction": EF_CONSTRUCTION,
+                "ef_search_at_creation": args.chroma_ef,
+                "ef_search_served": f"the smallest of {CHROMA_EFS} reaching recall 0.95 on 300 queries,"
+                " set by collection.modify and a reopen",
+            },
+            "lancedb": {
+                "index": "IVF_HNSW_SQ",
+                "metric": "dot",
+                "m": M,
+                "ef_construction": EF_CONSTRUCTION,
+                "partitions": "max(1, n // 100000)",
+                "scalar": "BITMAP on cat10, cat100",
+                "prefilter": True,
+            },
+            "likewise": {
+                "metric": "cosine",
+                "synchronous": "FULL",
+                "api": "Index.upsert_arrays / Index.query",
+                "metadata_indexes": cfg["likewise_metadata_indexes"],
+            },
+            "data": {
+                "latent": LATENT,
+                "centres": CENTRES,
+                "latent_noise": 0.5,
+                "ambient_noise": 0.05,
+                "seed": SEED,
+            },
+            "filters": {
+                "10%": "cat10 == query_no % 10 (cat10 = i % 10)",
+                "1%": "cat100 == query_no % 100 (cat100 = i % 100)",
+            },
         },
         "sizes": {},
     }
@@ -1152,11 +1524,24 @@ def main() -> None:
                 size_rep["systems"][system] = {"skipped": args.skip_note or "left out by --skip"}
                 continue
             sys_dir = workdir / f"{system}-{n}"
-            prev_build = (((prev_builds.get("sizes") or {}).get(str(n)) or {}).get("systems") or {}).get(system, {}).get("build")
+            prev_build = (
+                (((prev_builds.get("sizes") or {}).get(str(n)) or {}).get("systems") or {})
+                .get(system, {})
+                .get("build")
+            )
             reuse = bool(prev_build) and "error" not in prev_build and sys_dir.exists()
             if not reuse:
                 shutil.rmtree(sys_dir, ignore_errors=True)
-            ctx = {"data_dir": meta["dir"], "sys_dir": str(sys_dir), "n": n, "dim": args.dim, "nq": args.queries, "warmup": args.warmup, "loop_budget": args.loop_budget, "cfg": cfg}
+            ctx = {
+                "data_dir": meta["dir"],
+                "sys_dir": str(sys_dir),
+                "n": n,
+                "dim": args.dim,
+                "nq": args.queries,
+                "warmup": args.warmup,
+                "loop_budget": args.loop_budget,
+                "cfg": cfg,
+            }
             if system == "faiss" and n > args.faiss_build_max and "likewise" in ctxs:
                 eng = sorted((Path(ctxs["likewise"]["sys_dir"]) / "engines").glob("*/state.json"))
                 if eng:
@@ -1169,7 +1554,15 @@ def main() -> None:
                 print(f"-- {system} build", flush=True)
                 b = spawn("build", system, ctx, workdir, args.timeout)
             size_rep["systems"][system]["build"] = b
-            print("   ", {k: (round(v, 3) if isinstance(v, float) else v) for k, v in b.items() if k != "stderr_tail"}, flush=True)
+            print(
+                "   ",
+                {
+                    k: (round(v, 3) if isinstance(v, float) else v)
+                    for k, v in b.items()
+                    if k != "stderr_tail"
+                },
+                flush=True,
+            )
             save()
             if "error" in b:
                 continue
@@ -1198,7 +1591,9 @@ def main() -> None:
         # at the smallest ef that reaches the recall target.
         variants: list[tuple[str, str, dict[str, Any]]] = []
         for system in systems:
-            if system in skipped or "error" in size_rep["systems"][system].get("build", {"error": 1}):
+            if system in skipped or "error" in size_rep["systems"][system].get(
+                "build", {"error": 1}
+            ):
                 continue
             ctx = dict(ctxs[system])
             tune = size_rep["systems"][system].get("tune", {})
@@ -1216,9 +1611,23 @@ def main() -> None:
             for system, label, ctx in variants:
                 print(f"-- serve round {r + 1}: {system} {label}", flush=True)
                 res = spawn("serve", system, ctx, workdir, args.timeout)
-                size_rep["systems"][system].setdefault("serve", {}).setdefault(label, []).append(res)
-                brief = {m: (round(res[m]["qps"]), round(res[m]["recall"], 4)) for m in ("all", "c10", "c100") if m in res}
-                print("   ", brief, "open+first", round(res.get("open_first_query_s", -1), 3), "rss", round(res.get("rss_end_mib", -1)), flush=True)
+                size_rep["systems"][system].setdefault("serve", {}).setdefault(label, []).append(
+                    res
+                )
+                brief = {
+                    m: (round(res[m]["qps"]), round(res[m]["recall"], 4))
+                    for m in ("all", "c10", "c100")
+                    if m in res
+                }
+                print(
+                    "   ",
+                    brief,
+                    "open+first",
+                    round(res.get("open_first_query_s", -1), 3),
+                    "rss",
+                    round(res.get("rss_end_mib", -1)),
+                    flush=True,
+                )
                 save()
         for system in systems:
             if system in skipped:
@@ -1229,7 +1638,9 @@ def main() -> None:
             for system in systems:
                 shutil.rmtree(workdir / f"{system}-{n}", ignore_errors=True)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    report["versions_at_end"] = versions()  # the tree may change under a long run; compare with "versions"
+    report["versions_at_end"] = (
+        versions()
+    )  # the tree may change under a long run; compare with "versions"
     save()
     print(f"wrote {out_path}")
 
