@@ -1,7 +1,7 @@
 """The Ray tier: a local two-node cluster (head + worker, token auth) shared by every ``ray`` test.
 
 Ray binds the host's address whatever it is told, so these tests only run inside a network namespace
-that has nothing but loopback (``unshare -n sh -c 'ip link set lo up; exec pytest tests/ray -m ray'``);
+that has nothing but loopback (``unshare -n sh -c 'ip link set lo up; exec pytest tests/scale -m ray'``);
 anywhere else they are skipped with that reason. ``test_ray_tier.py`` (not marked ``ray``) is what
 runs them from a plain ``pytest``: it starts that namespace and this tier inside it.
 
@@ -36,6 +36,12 @@ OBJECT_STORE = 80 * 1024**2
 ENGINE = likewise.EngineParams(background=False, ann_threshold=1000)
 
 
+def _ray_missing() -> bool:
+    """True unless the real Ray is importable (a bare directory named ``ray`` on sys.path is not Ray)."""
+    spec = importlib.util.find_spec("ray")
+    return spec is None or spec.origin is None
+
+
 def loopback_only() -> bool:
     """Whether this process sees no network interface but ``lo`` (the namespace the tier needs)."""
     try:
@@ -45,19 +51,19 @@ def loopback_only() -> bool:
 
 
 def why_not() -> str | None:
-    if importlib.util.find_spec("ray") is None:
+    if _ray_missing():
         return "Ray is not installed (pip install 'likewise[ray]')"
     if not loopback_only():
         return (
             "the Ray tier runs only in a loopback-only network namespace (Ray binds the host's address): "
-            "`unshare -n sh -c 'ip link set lo up; exec python -m pytest tests/ray -m ray'`, which "
-            "tests/ray/test_ray_tier.py does for a plain pytest run"
+            "`unshare -n sh -c 'ip link set lo up; exec python -m pytest tests/scale -m ray'`, which "
+            "tests/scale/test_ray_tier.py does for a plain pytest run"
         )
     return None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "ray: needs Ray and a loopback-only network namespace (tests/ray)")
+    config.addinivalue_line("markers", "ray: needs Ray and a loopback-only network namespace (tests/scale)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

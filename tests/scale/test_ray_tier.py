@@ -3,7 +3,7 @@
 Ray binds the host's own address whatever it is told (/work/shared/reference/ray-notes.md), so the
 ``ray``-marked tests refuse to run outside a namespace that has only ``lo``. This test (not marked
 ``ray``) creates one with ``unshare -n`` (``unshare -rn`` when not root) and runs
-``pytest tests/ray -m ray`` in it as a subprocess; it is skipped, saying why, where Ray or
+``pytest tests/scale -m ray`` in it as a subprocess; it is skipped, saying why, where Ray or
 ``unshare`` is unavailable.
 """
 
@@ -20,6 +20,12 @@ from pathlib import Path
 
 import pytest
 
+
+def _ray_missing() -> bool:
+    """True unless the real Ray is importable (a bare directory named ``ray`` on sys.path is not Ray)."""
+    spec = importlib.util.find_spec("ray")
+    return spec is None or spec.origin is None
+
 ROOT = Path(__file__).resolve().parents[2]
 TIER_TIMEOUT_S = 300  # the tier takes about 2-3 minutes on 2 busy cores; fail rather than hang
 
@@ -27,7 +33,7 @@ TIER_TIMEOUT_S = 300  # the tier takes about 2-3 minutes on 2 busy cores; fail r
 def _namespace_prefix() -> list[str]:
     if os.environ.get("LIKEWISE_RAY_TIER"):
         pytest.skip("already inside the Ray tier's namespace")
-    if importlib.util.find_spec("ray") is None:
+    if _ray_missing():
         pytest.skip("Ray is not installed (pip install 'likewise[ray]'): the Ray tier is skipped")
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.skip("`unshare` and `ip` are needed to run the Ray tier in a loopback-only namespace")
@@ -42,7 +48,7 @@ def _namespace_prefix() -> list[str]:
 
 def test_ray_tier_in_a_loopback_only_namespace() -> None:
     prefix = _namespace_prefix()
-    inner = [sys.executable, "-m", "pytest", "tests/ray", "-m", "ray", "-rs"]  # -q comes from addopts
+    inner = [sys.executable, "-m", "pytest", "tests/scale", "-m", "ray", "-rs"]  # -q comes from addopts
     inner += ["-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"]
     script = "ip link set lo up; exec " + " ".join(shlex.quote(a) for a in inner)
     env = {**os.environ, "LIKEWISE_RAY_TIER": "1"}
