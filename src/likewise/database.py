@@ -16,7 +16,9 @@ import shutil
 import threading
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import numpy as np
 
 from .engines import EngineParams, VectorEngine
 from .errors import IndexExistsError, InvalidArgumentError, IndexNotFoundError, LikewiseError, StorageError
@@ -184,12 +186,11 @@ class Database:
             row.dimensions,
             row.metric,
             self._params,
-            column_source=lambda key: store.column(row.id, key),
-            namespace_source=lambda: store.namespaces(row.id),
+            column_source=lambda key, after: store.column(row.id, key, after),
+            namespace_source=lambda after: store.namespaces(row.id, after),
             snapshot_dir=self._engine_dir(row.id),
         )
-        labels, ids = store.labels_and_ids(row.id)
-        how = engine.load(labels, ids, lambda after: store.iter_vectors(row.id, after))
+        how = engine.load(_StoreView(store, row.id))
         log.info("opened index %s: %s", row.name, how)
         for prop, _kind, _seq in store.metadata_indexes(row.id):
             engine.ensure_column(prop)
@@ -227,3 +228,22 @@ def open(path: str | Path = "./likewise-data", *, engine: EngineParams | None = 
     ``"NORMAL"`` survives process crashes but may lose the last writes on power loss.
     """
     return Database(path, engine=engine, synchronous=synchronous)
+
+
+class _StoreView:
+    """The reads an engine makes from the store of one index when it opens (``engines.StoreView``)."""
+
+    def __init__(self, store: Store, index_id: int) -> None:
+        self._store, self._id = store, index_id
+
+    def count_upto(self, label: int) -> int:
+        return self._store.count_upto(self._id, label)
+
+    def labels_upto(self, label: int) -> np.ndarray:
+        return self._store.labels_upto(self._id, label)
+
+    def labels_and_ids(self, upto: int) -> tuple[np.ndarray, list[str]]:
+        return self._store.labels_and_ids(self._id, upto)
+
+    def tail(self, after: int) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
+        return self._store.iter_vectors(self._id, after)

@@ -169,7 +169,16 @@ class Store:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                # SQLite rolls back by itself on SQLITE_FULL, but not after every failed COMMIT
+                # (SQLITE_BUSY keeps the transaction open): never leave the one connection stuck
+                # inside a transaction, or no later write could begin (disk-full recovery).
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -366,14 +375,29 @@ class Store:
         with self.reading() as db:
             return int(db.execute("SELECT count(*) FROM vectors WHERE index_id = ?", (index_id,)).fetchone()[0])
 
-    def labels_and_ids(self, index_id: int, after: int = 0) -> tuple[np.ndarray, list[str]]:
-        """Labels (ascending) and ids of every vector of the index with a label above ``after``."""
+    def labels_and_ids(self, index_id: int, upto: int | None = None) -> tuple[np.ndarray, list[str]]:
+        """Labels (ascending) and ids of the index's vectors, those with a label ≤ ``upto`` if given."""
         with self.reading() as db:
             rows = db.execute(
-                "SELECT label, id FROM vectors WHERE index_id = ? AND label > ? ORDER BY label", (index_id, after)
+                "SELECT label, id FROM vectors WHERE index_id = ? AND label <= ? ORDER BY label",
+                (index_id, upto if upto is not None else 2**63 - 1),
             ).fetchall()
         labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return labels, [r[1] for r in rows]
+
+    def labels_upto(self, index_id: int, upto: int) -> np.ndarray:
+        """Labels (ascending) of the index's vectors with a label ≤ ``upto`` (read from an index only)."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT label FROM vectors WHERE index_id = ? AND label <= ? ORDER BY label", (index_id, upto)
+            ).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def count_upto(self, index_id: int, upto: int) -> int:
+        """How many of the index's vectors have a label ≤ ``upto``."""
+        with self.reading() as db:
+            row = db.execute("SELECT count(*) FROM vectors WHERE index_id = ? AND label <= ?", (index_id, upto))
+            return int(row.fetchone()[0])
 
     def iter_vectors(
         self, index_id: int, after: int = 0, batch: int = 10000
@@ -393,22 +417,24 @@ class Store:
             yield labels, [r[1] for r in rows], matrix
             last = int(labels[-1])
 
-    def column(self, index_id: int, key: str) -> tuple[np.ndarray, list[Any], list[str | None]]:
-        """One metadata property for every vector: labels, values and SQLite JSON types."""
+    def column(self, index_id: int, key: str, after: int = 0) -> tuple[np.ndarray, list[Any], list[str | None]]:
+        """One metadata property of every vector with a label above ``after``: labels, values, JSON types."""
         path = _json_path(key)
         with self.reading() as db:
             rows = db.execute(
                 "SELECT label, json_extract(metadata, ?), json_type(metadata, ?) FROM vectors "
-                "WHERE index_id = ? ORDER BY label",
-                (path, path, index_id),
+                "WHERE index_id = ? AND label > ? ORDER BY label",
+                (path, path, index_id, after),
             ).fetchall()
         labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         return labels, [r[1] for r in rows], [r[2] for r in rows]
 
-    def namespaces(self, index_id: int) -> tuple[np.ndarray, list[str | None]]:
+    def namespaces(self, index_id: int, after: int = 0) -> tuple[np.ndarray, list[str | None]]:
+        """Labels and namespaces of every vector with a label above ``after``."""
         with self.reading() as db:
             rows = db.execute(
-                "SELECT label, namespace FROM vectors WHERE index_id = ? ORDER BY label", (index_id,)
+                "SELECT label, namespace FROM vectors WHERE index_id = ? AND label > ? ORDER BY label",
+                (index_id, after),
             ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
 

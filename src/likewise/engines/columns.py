@@ -109,18 +109,59 @@ class Column:
         kinds = np.zeros(size, dtype=np.int8)
         nums = np.zeros(size, dtype=np.float64)
         codes = np.full(size, -1, dtype=np.int32)
-        for pos, value, typ in zip(positions.tolist(), values, types):
-            kind = _SQLITE_KINDS.get(typ, KIND_OTHER)
-            kinds[pos] = kind
-            if kind == KIND_NUMBER:
-                nums[pos] = float(value)
-            elif kind == KIND_BOOL:
-                nums[pos] = 1.0 if typ == "true" else 0.0
-            elif kind == KIND_STRING:
-                codes[pos] = col._code(value)
+        k, n, c = col._convert(values, types)
+        kinds[positions], nums[positions], codes[positions] = k, n, c
         col.kind.extend(kinds)
         col.num.extend(nums)
         col.code.extend(codes)
+        return col
+
+    def extend_sqlite(self, values: list[Any], types: list[str | None]) -> None:
+        """Append positions from ``json_extract``/``json_type`` results (the rows replayed on open)."""
+        k, n, c = self._convert(values, types)
+        self.kind.extend(k)
+        self.num.extend(n)
+        self.code.extend(c)
+
+    def _convert(self, values: list[Any], types: list[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kinds = np.fromiter((_SQLITE_KINDS.get(t, KIND_OTHER) for t in types), dtype=np.int8, count=len(types))
+        nums = np.zeros(len(types), dtype=np.float64)
+        codes = np.full(len(types), -1, dtype=np.int32)
+        for i in np.flatnonzero(kinds == KIND_NUMBER).tolist():
+            nums[i] = float(values[i])
+        for i in np.flatnonzero(kinds == KIND_BOOL).tolist():
+            nums[i] = 1.0 if types[i] == "true" else 0.0
+        for i in np.flatnonzero(kinds == KIND_STRING).tolist():
+            codes[i] = self._code(values[i])
+        return kinds, nums, codes
+
+    # -- snapshots (a column of positions 0..n-1 saved beside the graph that covers them) ----------
+
+    def pack(self, upto: int) -> dict[str, np.ndarray]:
+        """The arrays of positions ``0 .. upto-1`` and the string table, for a snapshot."""
+        encoded = [s.encode() for s in self.strings]
+        lengths = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=len(encoded))
+        return {
+            "kind": self.kind.view[:upto].copy(),
+            "num": self.num.view[:upto].copy(),
+            "code": self.code.view[:upto].copy(),
+            "strings": np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(),
+            "string_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        }
+
+    @classmethod
+    def unpack(cls, arrays: dict[str, np.ndarray]) -> "Column":
+        """The column :meth:`pack` saved (its string table may hold strings of later positions)."""
+        kind = arrays["kind"]
+        col = cls(len(kind))
+        col.kind.extend(kind)
+        col.num.extend(arrays["num"])
+        col.code.extend(arrays["code"])
+        blob, offsets = arrays["strings"].tobytes(), arrays["string_offsets"].tolist()
+        col.strings = [blob[a:b].decode() for a, b in zip(offsets[:-1], offsets[1:])]
+        if len(kind) and int(arrays["code"].max(initial=-1)) >= len(col.strings):
+            raise ValueError("string codes point past the string table")
+        col._codes = {s: i for i, s in enumerate(col.strings)}
         return col
 
     # -- evaluation -------------------------------------------------------------------------------

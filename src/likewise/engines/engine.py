@@ -15,25 +15,45 @@ exactly and the two lists are merged, so results are always the top-k of the fil
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from ..filters import Filter, lookup
 from .columns import Column, _Growable
-from .hnsw import GATHER_MAX, HnswGraph, load_snapshot, save_snapshot
+from .hnsw import HnswGraph, Snapshot, load_snapshot, save_snapshot
+from .ids import IdTable
 
-__all__ = ["EngineParams", "VectorEngine", "Plan"]
+__all__ = ["EngineParams", "VectorEngine", "Plan", "StoreView"]
 
 log = logging.getLogger("likewise.engine")
 
-ColumnSource = Callable[[str], tuple[np.ndarray, list[Any], list[str | None]]]
-NamespaceSource = Callable[[], tuple[np.ndarray, list[str | None]]]
+# ``source(key, after)``: labels, values and SQLite JSON types of a property for labels above ``after``.
+ColumnSource = Callable[[str, int], tuple[np.ndarray, list[Any], list[str | None]]]
+NamespaceSource = Callable[[int], tuple[np.ndarray, list[str | None]]]
+
+
+class StoreView(Protocol):
+    """What an engine reads from the store of its index when it opens."""
+
+    def count_upto(self, label: int) -> int:
+        """How many living vectors have a label ≤ ``label``."""
+
+    def labels_upto(self, label: int) -> np.ndarray:
+        """The living labels ≤ ``label``, ascending."""
+
+    def labels_and_ids(self, upto: int) -> tuple[np.ndarray, list[str]]:
+        """Living labels ≤ ``upto`` (ascending) and their ids."""
+
+    def tail(self, after: int) -> Iterator[tuple[np.ndarray, list[str], np.ndarray]]:
+        """``(labels, ids, matrix)`` batches of the vectors with labels above ``after``, in label order."""
 
 
 @dataclass(frozen=True)
@@ -60,23 +80,87 @@ class EngineParams:
 
 @dataclass
 class Candidates:
-    """The positions a query may return, prepared once per (filter, namespace, engine version)."""
+    """The positions a query may return, prepared once per (filter, namespace, engine version).
 
-    mask: np.ndarray | None  # over all positions; None = every living vector
-    count: int
-    graph_mask: np.ndarray | None  # the part over the graph's positions
-    graph_count: int
-    bits: np.ndarray | None = None  # graph_mask packed for faiss' IDSelectorBitmap
-    positions: np.ndarray | None = None  # graph positions of a small set, for gather-and-score
+    Over the graph's positions a set is kept in the form its plan reads: sorted ``positions`` for
+    exact search (scored by faiss straight from the graph's storage), a packed bitmap ``bits`` for
+    faiss' ``IDSelectorBitmap`` in filtered HNSW; either is derived from the other when a query with
+    another ``top_k`` needs the other plan. Both ``None``: every graph position is a candidate.
+    """
 
-    def prepare(self, gather_max: int) -> None:
-        if self.graph_mask is not None and self.bits is None:
-            if self.graph_count <= gather_max:
-                self.positions = np.flatnonzero(self.graph_mask)
-            self.bits = np.packbits(self.graph_mask, bitorder="little")
+    count: int  # living candidates in all
+    graph_count: int  # of those, in the graph
+    graph_size: int  # positions the graph covered when this was built
+    tail_mask: np.ndarray | None  # over the tail's positions; None = every tail position
+    positions: np.ndarray | None = None
+    bits: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.tail_mask, self.positions, self.bits) if a is not None)
+
+    def graph_positions(self) -> np.ndarray:
+        if self.positions is None:
+            assert self.bits is not None
+            mask = np.unpackbits(self.bits, count=self.graph_size, bitorder="little")
+            self.positions = np.flatnonzero(mask)
+        return self.positions
+
+    def graph_bits(self) -> np.ndarray:
+        if self.bits is None:
+            assert self.positions is not None
+            mask = np.zeros(self.graph_size, dtype=np.bool_)
+            mask[self.positions] = True
+            self.bits = np.packbits(mask, bitorder="little")
+        return self.bits
+
+    def contains(self, positions: np.ndarray) -> np.ndarray:
+        """Which of these (living) positions are candidates."""
+        h = self.graph_size
+        ok = np.ones(len(positions), dtype=np.bool_)
+        in_graph = positions < h
+        if self.positions is not None or self.bits is not None:
+            g = positions[in_graph]
+            if self.bits is not None:
+                ok[in_graph] = (self.bits[g >> 3] >> (g & 7)) & 1 == 1
+            else:
+                have = self.graph_positions()
+                found = np.minimum(np.searchsorted(have, g), max(len(have) - 1, 0))
+                ok[in_graph] = (have[found] == g) if len(have) else False
+        if self.tail_mask is not None:
+            t = positions[~in_graph] - h
+            ok[~in_graph] = self.tail_mask[t]
+        return ok
 
 
-MAX_CACHED_FILTERS = 32
+class _CandidateCache:
+    """Candidate sets by (filter, namespace), least recently used first out, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 64 << 20, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[tuple[Filter | None, str | None], Candidates] = OrderedDict()
+        self._bytes = 0
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+
+    def get(self, key: tuple[Filter | None, str | None]) -> Candidates | None:
+        cand = self._entries.get(key)
+        if cand is not None:
+            self._entries.move_to_end(key)
+        return cand
+
+    def put(self, key: tuple[Filter | None, str | None], cand: Candidates) -> None:
+        self._entries[key] = cand
+        self._bytes += cand.nbytes
+        while len(self._entries) > 1 and (self._bytes > self.max_bytes or len(self._entries) > self.max_entries):
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def grew(self, cand: Candidates, before: int) -> None:
+        """A cached entry derived another form of its set (bits from positions or the reverse)."""
+        self._bytes += cand.nbytes - before
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
 
 
 @dataclass(frozen=True)
@@ -111,7 +195,7 @@ class VectorEngine:
         self._wake = threading.Condition(self._lock)
         self.labels = _Growable(np.int64)
         self.alive = _Growable(np.bool_)
-        self.ids: list[str | None] = []
+        self.ids = IdTable()
         self.graph: HnswGraph | None = None
         self.tail: list[np.ndarray] = []
         self.dead = 0
@@ -119,7 +203,7 @@ class VectorEngine:
         self.namespaces: Column | None = None
         self._alive_mask_cache: np.ndarray | None = None
         self._version = 0  # bumped on every change of positions, liveness or graph coverage
-        self._candidate_cache: dict[tuple[Filter | None, str | None], Candidates] = {}
+        self._candidate_cache = _CandidateCache()
         self._snapshot_count = 0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -143,16 +227,12 @@ class VectorEngine:
 
     # -- loading ----------------------------------------------------------------------------------
 
-    def load(
-        self,
-        store_labels: np.ndarray,
-        store_ids: Sequence[str],
-        tail_batches: Callable[[int], Iterator[tuple[np.ndarray, list[str], np.ndarray]]],
-    ) -> str:
+    def load(self, source: StoreView) -> str:
         """Restore from the snapshot (if valid) plus the SQLite rows it does not cover.
 
-        ``store_labels``/``store_ids`` are every living vector (labels ascending); ``tail_batches(after)``
-        yields the stored rows with labels above ``after``. Returns what was done, for logs.
+        A snapshot with its extras (ids, liveness, metadata columns of the graph's positions) opens
+        with one ``count(*)`` on SQLite when nothing it covers was deleted since; otherwise the living
+        labels (or, for older snapshots, labels and ids) are read. Returns what was done, for logs.
         """
         with self._lock:
             snap, reason = (None, "no snapshot directory")
@@ -162,28 +242,84 @@ class VectorEngine:
             if snap is not None:
                 self.graph = snap.graph
                 self._snapshot_count = snap.graph.ntotal
-                found_at = np.searchsorted(store_labels, snap.labels)
-                clipped = np.minimum(found_at, max(len(store_labels) - 1, 0))
-                present = (
-                    (store_labels[clipped] == snap.labels) if len(store_labels) else np.zeros(len(snap.labels), bool)
-                )
-                ids_arr = np.asarray(store_ids, dtype=object)
-                self.labels.extend(snap.labels)
-                self.alive.extend(present)
-                found = ids_arr[clipped].tolist() if len(ids_arr) else [None] * len(present)
-                self.ids.extend(i if ok else None for i, ok in zip(found, present.tolist()))
-                self.dead = int((~present).sum())
                 after = int(snap.labels[-1]) if len(snap.labels) else 0
-                how = f"snapshot of {snap.graph.ntotal} vectors"
+                if snap.extras is not None:
+                    how = self._restore(snap, source, after)
+                else:
+                    how = self._restore_from_store(snap, source, after)
             else:
                 how = f"rebuilt from SQLite ({reason})"
             replayed = 0
-            for labels, ids, matrix in tail_batches(after):
+            for labels, ids, matrix in source.tail(after):
                 self._append(labels, ids, self.prepare(matrix))
                 replayed += len(labels)
+            self._replay_columns(after, replayed)
             self._changed()
             self._kick()
             return f"{how}, {replayed} vectors replayed from the log"
+
+    def _restore(self, snap: Snapshot, source: StoreView, after: int) -> str:
+        extras = snap.extras
+        assert extras is not None
+        saved_alive = extras["alive"].astype(np.bool_)
+        living = int(np.count_nonzero(saved_alive))
+        # Labels are never reused and only go from living to dead, so the same count means the
+        # same set: nothing the snapshot covers was deleted since it was written.
+        if source.count_upto(after) == living:
+            alive, how = saved_alive, "no deletions since"
+        else:
+            alive, how = self._present(snap.labels, source.labels_upto(after)), "deletions since read from SQLite"
+        self.labels.extend(snap.labels)
+        self.alive.extend(alive)
+        self.dead = int(len(alive) - np.count_nonzero(alive))
+        self.ids = IdTable(extras["id_offsets"].astype(np.int64), extras["id_blob"].tobytes())
+        keys = json.loads(extras["column_keys"].tobytes().decode()) if "column_keys" in extras else []
+        for i, key in enumerate(keys):
+            self.columns[key] = Column.unpack({k[len(f"c{i}_"):]: v for k, v in extras.items() if k.startswith(f"c{i}_")})
+        if "ns_kind" in extras:
+            self.namespaces = Column.unpack({k[3:]: v for k, v in extras.items() if k.startswith("ns_")})
+        return f"snapshot of {snap.graph.ntotal} vectors ({how}; {len(keys)} metadata columns restored)"
+
+    def _restore_from_store(self, snap: Snapshot, source: StoreView, after: int) -> str:
+        store_labels, store_ids = source.labels_and_ids(after)
+        present = self._present(snap.labels, store_labels)
+        found = np.minimum(np.searchsorted(store_labels, snap.labels), max(len(store_labels) - 1, 0))
+        self.labels.extend(snap.labels)
+        self.alive.extend(present)
+        self.ids = IdTable.of(
+            [store_ids[p] if ok else "" for p, ok in zip(found.tolist(), present.tolist())]
+        )
+        self.dead = int((~present).sum())
+        return f"snapshot of {snap.graph.ntotal} vectors ({snap.note}: ids read from SQLite)"
+
+    @staticmethod
+    def _present(labels: np.ndarray, living: np.ndarray) -> np.ndarray:
+        if not len(living):
+            return np.zeros(len(labels), dtype=np.bool_)
+        at = np.minimum(np.searchsorted(living, labels), len(living) - 1)
+        return np.asarray(living[at] == labels)
+
+    def _replay_columns(self, after: int, replayed: int) -> None:
+        """Extend the columns restored from a snapshot with the rows replayed after it."""
+        for key in list(self.columns):
+            col = self.columns[key]
+            if self._column_source is None:
+                del self.columns[key]
+                continue
+            _labels, values, types = self._column_source(key, after)
+            if len(values) != replayed:  # not the rows just replayed: build it afresh when used
+                del self.columns[key]
+                continue
+            col.extend_sqlite(values, types)
+        if self.namespaces is not None:
+            if self._namespace_source is None:
+                self.namespaces = None
+                return
+            _labels, names = self._namespace_source(after)
+            if len(names) != replayed:
+                self.namespaces = None
+                return
+            self.namespaces.extend_sqlite(list(names), ["text" if n is not None else "null" for n in names])
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -246,8 +382,6 @@ class VectorEngine:
             pos = pos[view[pos] == labels[ok]]
             living = pos[self.alive.data[pos]]
             self.alive.data[living] = False
-            for p in living.tolist():
-                self.ids[p] = None
             self.dead += len(living)
             self._changed()
             self._kick()
@@ -336,17 +470,17 @@ class VectorEngine:
             (0, self.dimensions), np.float32
         )
         labels = self.labels.view[keep].copy()
-        ids = [self.ids[p] for p in keep.tolist()]
+        ids = self.ids.take(keep.tolist())
         self.labels = _Growable(np.int64, len(labels))
         self.alive = _Growable(np.bool_, len(labels))
-        self.ids = []
+        self.ids = IdTable()
         self.graph = None
         self.tail = []
         self.dead = 0
         self.columns = {}
         self.namespaces = None
         self._snapshot_count = -1  # the next save must replace the old snapshot
-        self._append(labels, [i for i in ids if i is not None], rows)
+        self._append(labels, ids, rows)
         self._changed()
         log.info("compacted: %d living vectors kept", len(labels))
 
@@ -364,8 +498,25 @@ class VectorEngine:
         with self._lock:
             h = self.graph.ntotal
             labels = self.labels.view[:h].copy()
-        save_snapshot(self._snapshot_dir, self.graph, labels, self.dimensions)
+            extras = self._pack(h)
+        save_snapshot(self._snapshot_dir, self.graph, labels, self.dimensions, extras)
         self._snapshot_count = h
+
+    def _pack(self, upto: int) -> dict[str, np.ndarray]:
+        """Ids, liveness and metadata columns of positions ``0 .. upto-1``, for the snapshot."""
+        offsets, blob = self.ids.pack(upto)
+        extras = {
+            "alive": self.alive.view[:upto].copy(),
+            "id_offsets": offsets,
+            "id_blob": np.frombuffer(blob, dtype=np.uint8),
+        }
+        keys = list(self.columns)
+        extras["column_keys"] = np.frombuffer(json.dumps(keys).encode(), dtype=np.uint8)
+        for i, key in enumerate(keys):
+            extras.update({f"c{i}_{k}": v for k, v in self.columns[key].pack(upto).items()})
+        if self.namespaces is not None:
+            extras.update({f"ns_{k}": v for k, v in self.namespaces.pack(upto).items()})
+        return extras
 
     def save(self) -> bool:
         """Write a snapshot if the graph has grown since the last one. Returns whether it wrote."""
@@ -392,7 +543,7 @@ class VectorEngine:
         if col is None:
             if self._column_source is None:
                 raise RuntimeError("engine has no column source")
-            labels, values, types = self._column_source(key)
+            labels, values, types = self._column_source(key, 0)
             col = self._build(labels, values, types)
             self.columns[key] = col
         return col
@@ -421,7 +572,7 @@ class VectorEngine:
         if self.namespaces is None:
             if self._namespace_source is None:
                 raise RuntimeError("engine has no namespace source")
-            labels, names = self._namespace_source()
+            labels, names = self._namespace_source(0)
             self.namespaces = self._build(labels, list(names), ["text" if n is not None else "null" for n in names])
         return self.namespaces
 
@@ -453,7 +604,10 @@ class VectorEngine:
     def _higher_better(self) -> bool:
         return self.metric != "euclidean"
 
-    def _tail_search(self, query: np.ndarray, k: int, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _tail_search(
+        self, query: np.ndarray, k: int, tail_mask: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact scores of the tail's positions (those ``tail_mask``, over the tail, lets through)."""
         start = self.indexed
         dists: list[np.ndarray] = []
         poss: list[np.ndarray] = []
@@ -465,8 +619,8 @@ class VectorEngine:
             else:
                 d = chunk @ query
             p = np.arange(start, start + n)
-            if mask is not None:
-                sel = mask[start : start + n]
+            if tail_mask is not None:
+                sel = tail_mask[start - self.indexed : start - self.indexed + n]
                 d, p = d[sel], p[sel]
             dists.append(d)
             poss.append(p)
@@ -493,7 +647,6 @@ class VectorEngine:
                 keep = pos >= 0
                 return self._results(d[keep], pos[keep])
             cand = self._candidates(flt, namespace)
-            mask = cand.mask
             h = self.indexed
             if cand.count == 0:
                 self.last_plan = Plan("empty", 0)
@@ -503,23 +656,31 @@ class VectorEngine:
             plan = Plan("exact", cand.count)
             if self.graph is not None and cand.graph_count:
                 kk = min(k, cand.graph_count)
-                selectivity = cand.graph_count / h
                 p = self.params
                 exact_limit = max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h))
                 if cand.graph_count <= exact_limit:
-                    d, pos = self.graph.exact(q, kk, cand.bits, cand.positions)
+                    before = cand.nbytes
+                    positions = cand.graph_positions() if cand.graph_count < h else None
+                    self._candidate_cache.grew(cand, before)
+                    d, pos = self.graph.exact(q, kk, positions)
                 else:
+                    selectivity = cand.graph_count / h
                     ef = min(p.max_ef, max(p.ef_search, kk, math.ceil(p.ef_filter_factor * k / selectivity)))
-                    d, pos = self.graph.search(q, kk, ef, cand.bits)
+                    before = cand.nbytes
+                    bits = cand.graph_bits() if cand.graph_count < h else None
+                    self._candidate_cache.grew(cand, before)
+                    d, pos = self.graph.search(q, kk, ef, bits)
                     plan = Plan("hnsw", cand.count, ef)
                 valid = pos >= 0
                 parts_d.append(d[valid])
                 parts_p.append(pos[valid].astype(np.int64))
             if self.tail:
-                d, pos = self._tail_search(q, k, mask)
+                d, pos = self._tail_search(q, k, cand.tail_mask)
                 parts_d.append(d.astype(np.float32))
                 parts_p.append(pos)
             self.last_plan = plan
+            if not parts_d:
+                return []
             dist = np.concatenate(parts_d) if len(parts_d) > 1 else parts_d[0]
             pos = np.concatenate(parts_p) if len(parts_p) > 1 else parts_p[0]
             key = -dist if self._higher_better() else dist
@@ -537,19 +698,23 @@ class VectorEngine:
             h = self.indexed
             mask = self.mask(flt, namespace)
             if mask is None:
-                cand = Candidates(None, self.count, None, h)
+                cand = Candidates(self.count, h, h, None)
             else:
                 graph_mask = mask[:h]
-                cand = Candidates(mask, int(np.count_nonzero(mask)), graph_mask, int(np.count_nonzero(graph_mask)))
-            cand.prepare(GATHER_MAX)
-            if len(self._candidate_cache) >= MAX_CACHED_FILTERS:
-                self._candidate_cache.pop(next(iter(self._candidate_cache)))
-            self._candidate_cache[key] = cand
+                graph_count = int(np.count_nonzero(graph_mask))
+                tail_mask = mask[h:].copy()
+                cand = Candidates(graph_count + int(np.count_nonzero(tail_mask)), graph_count, h, tail_mask)
+                if graph_count < h:  # keep the smaller form; the other is derived when needed
+                    if graph_count * 64 < h:
+                        cand.positions = np.flatnonzero(graph_mask)
+                    else:
+                        cand.bits = np.packbits(graph_mask, bitorder="little")
+            self._candidate_cache.put(key, cand)
         return cand
 
     def _results(self, dist: np.ndarray, pos: np.ndarray) -> list[tuple[str, int, float]]:
         ids, labels = self.ids, self.labels.data
-        return [(ids[p] or "", int(labels[p]), s) for p, s in zip(pos.tolist(), self.scores(dist).tolist())]
+        return [(ids[p], int(labels[p]), s) for p, s in zip(pos.tolist(), self.scores(dist).tolist())]
 
     def scores(self, distance: np.ndarray) -> np.ndarray:
         """Vectorize scores for faiss distances: cosine similarity, euclidean distance, −dot product."""
@@ -578,8 +743,7 @@ class VectorEngine:
             pos = self.positions_of(labels)
             ok = pos >= 0
             cand = self._candidates(flt, namespace)
-            if cand.mask is not None:
-                ok &= cand.mask[np.maximum(pos, 0)]
+            ok[ok] = cand.contains(pos[ok])
             return np.asarray(ok)
 
     def vectors_at(self, positions: np.ndarray) -> np.ndarray:

@@ -11,9 +11,12 @@ damaged one is detected (sizes, counts, faiss' own parser) and rebuilt from SQLi
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,6 @@ import numpy as np
 faiss: Any = _faiss
 
 __all__ = ["HnswGraph", "Snapshot", "save_snapshot", "load_snapshot", "faiss_metric", "bitmap_selector"]
-
-
-GATHER_MAX = 4096  # candidate sets up to this size are gathered and scored with numpy
 
 
 def faiss_metric(metric: str) -> int:
@@ -84,40 +84,36 @@ class HnswGraph:
             dist, pos = self.index.search(q, k, params=faiss.SearchParametersHNSW(sel=sel, efSearch=ef))
         return dist[0], pos[0]
 
-    def exact(
-        self, query: np.ndarray, k: int, bits: np.ndarray | None, positions: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact search over the stored vectors, restricted to ``positions`` or the bitmap ``bits``.
+    def exact(self, query: np.ndarray, k: int, positions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search over the stored vectors at ``positions`` (all of them when ``None``).
 
-        A small candidate set (``positions``) is gathered and scored with one matrix product; a
-        large one is scanned by faiss with the bitmap, which avoids copying the candidates.
+        The candidates are scored in place by faiss (``knn_*_by_idx``): no copy of the rows and no
+        pass over the positions that are not candidates. Returns distances, positions, best first.
         """
-        if positions is not None:
-            rows = self.vectors()[positions]
-            if self.metric == "euclidean":
-                diff = rows - query
-                dist = np.einsum("ij,ij->i", diff, diff)
-                key = dist
-            else:
-                dist = rows @ query
-                key = -dist
-            best = np.argpartition(key, k - 1)[:k] if len(key) > k else np.arange(len(key))
-            best = best[np.argsort(key[best], kind="stable")]
-            return dist[best].astype(np.float32), positions[best]
-        q = query.reshape(1, -1)
-        storage = self.index.storage
-        if bits is None:
-            dist, pos = storage.search(q, k)
-        else:
-            sel = bitmap_selector(bits, self.ntotal)
-            dist, pos = storage.search(q, k, params=faiss.SearchParameters(sel=sel))
-        return dist[0], pos[0]
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        if positions is None:
+            dist, pos = self.index.storage.search(q, k)
+            return dist[0], pos[0]
+        subset = np.ascontiguousarray(positions, dtype=np.int64)
+        vals = np.empty(k, dtype=np.float32)
+        ids = np.empty(k, dtype=np.int64)
+        flat = faiss.downcast_index(self.index.storage)
+        search = faiss.knn_L2sqr_by_idx if self.metric == "euclidean" else faiss.knn_inner_products_by_idx
+        search(
+            faiss.swig_ptr(q), flat.get_xb(), faiss.swig_ptr(subset), self.index.d, 1, self.ntotal,
+            len(subset), k, faiss.swig_ptr(vals), faiss.swig_ptr(ids),
+        )
+        return vals, ids
 
 
 @dataclass(frozen=True)
 class Snapshot:
     graph: HnswGraph
     labels: np.ndarray  # label of each position of the graph
+    # What the engine knew of those positions when it saved (ids, liveness, metadata columns), so
+    # that an open need not scan SQLite; None for snapshots without it (then SQLite is read).
+    extras: dict[str, np.ndarray] | None = None
+    note: str = ""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -146,8 +142,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def save_snapshot(directory: Path, graph: HnswGraph, labels: np.ndarray, dimensions: int) -> None:
-    """Write the graph and its position→label map as a new generation, then switch ``state.json``."""
+def save_snapshot(
+    directory: Path, graph: HnswGraph, labels: np.ndarray, dimensions: int, extras: dict[str, np.ndarray] | None = None
+) -> None:
+    """Write the graph, its position→label map and ``extras`` as a new generation, then switch ``state.json``."""
     directory.mkdir(parents=True, exist_ok=True)
     state_path = directory / "state.json"
     old = _read_state(state_path)
@@ -161,6 +159,16 @@ def save_snapshot(directory: Path, graph: HnswGraph, labels: np.ndarray, dimensi
     os.replace(tmp_graph, graph_path)
     label_bytes = np.ascontiguousarray(labels, dtype="<i8").tobytes()
     _write_atomic(labels_path, label_bytes)
+    keep = {state_path.name, graph_path.name, labels_path.name}
+    extra_state: dict[str, Any] = {}
+    if extras is not None:
+        extras_path = directory / f"extras-{generation}.npz"
+        buffer = io.BytesIO()
+        np.savez(buffer, **extras)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
+        extras_bytes = buffer.getvalue()
+        _write_atomic(extras_path, extras_bytes)
+        keep.add(extras_path.name)
+        extra_state = {"extras_file": extras_path.name, "extras_crc32": zlib.crc32(extras_bytes)}
     state = {
         "format": 1,
         "generation": generation,
@@ -173,11 +181,12 @@ def save_snapshot(directory: Path, graph: HnswGraph, labels: np.ndarray, dimensi
         "labels_file": labels_path.name,
         "labels_crc32": zlib.crc32(label_bytes),
         "max_label": int(labels[-1]) if len(labels) else 0,
+        **extra_state,
     }
     _write_atomic(state_path, json.dumps(state).encode())
     _fsync_dir(directory)
     for stale in directory.iterdir():
-        if stale.name not in (state_path.name, graph_path.name, labels_path.name):
+        if stale.name not in keep:
             stale.unlink(missing_ok=True)
 
 
@@ -189,8 +198,30 @@ def _read_state(path: Path) -> dict[str, Any]:
         return {}
 
 
+def _load_extras(directory: Path, state: dict[str, Any], count: int) -> tuple[dict[str, np.ndarray] | None, str]:
+    name = state.get("extras_file")
+    if not name:
+        return None, "no saved ids or columns"
+    path = directory / str(name)
+    try:
+        data = path.read_bytes()
+        if zlib.crc32(data) != state.get("extras_crc32"):
+            return None, f"{path} fails its checksum"
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            extras = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        return None, f"{path} cannot be read: {exc}"
+    if len(extras.get("alive", ())) != count or len(extras.get("id_offsets", ())) != count + 1:
+        return None, f"{path} does not match the graph"
+    return extras, "ok"
+
+
 def load_snapshot(directory: Path, dimensions: int, metric: str) -> tuple[Snapshot | None, str]:
-    """Load the current snapshot; ``(None, reason)`` when there is none or it does not check out."""
+    """Load the current snapshot; ``(None, reason)`` when there is none or it does not check out.
+
+    The graph file is checksummed in a second thread while faiss parses it (both release the GIL),
+    and the parsed graph is only used once the checksum has matched.
+    """
     state_path = directory / "state.json"
     if not state_path.exists():
         return None, "no snapshot"
@@ -205,19 +236,28 @@ def load_snapshot(directory: Path, dimensions: int, metric: str) -> tuple[Snapsh
         if graph_path.stat().st_size != state.get("graph_bytes"):
             return None, f"{graph_path} has the wrong size (torn write?)"
         label_bytes = labels_path.read_bytes()
-        if file_crc32(graph_path) != state.get("graph_crc32"):
-            return None, f"{graph_path} fails its checksum"
     except OSError as exc:
         return None, f"snapshot file missing: {exc}"
     if zlib.crc32(label_bytes) != state.get("labels_crc32"):
         return None, f"{labels_path} fails its checksum"
     labels = np.frombuffer(label_bytes, dtype="<i8").astype(np.int64)
-    try:
-        index = faiss.read_index(str(graph_path))
-    except Exception as exc:  # faiss raises RuntimeError with its C++ message
-        return None, f"{graph_path} cannot be read: {exc}"
-    if index.ntotal != state.get("count") or len(labels) != index.ntotal or index.d != dimensions:
-        return None, f"{graph_path} does not match {state_path}"
     if len(labels) > 1 and not np.all(labels[1:] > labels[:-1]):
         return None, f"{labels_path} is not in label order"
-    return Snapshot(HnswGraph(dimensions, metric, index=index), labels), "ok"
+    with ThreadPoolExecutor(1, thread_name_prefix="likewise-crc") as pool:
+        crc = pool.submit(file_crc32, graph_path)
+        try:
+            index = faiss.read_index(str(graph_path))
+        except Exception as exc:  # faiss raises RuntimeError with its C++ message
+            index, error = None, exc
+        try:
+            crc_ok = crc.result() == state.get("graph_crc32")
+        except OSError as exc:
+            return None, f"snapshot file missing: {exc}"
+    if not crc_ok:
+        return None, f"{graph_path} fails its checksum"
+    if index is None:
+        return None, f"{graph_path} cannot be read: {error}"
+    if index.ntotal != state.get("count") or len(labels) != index.ntotal or index.d != dimensions:
+        return None, f"{graph_path} does not match {state_path}"
+    extras, note = _load_extras(directory, state, len(labels))
+    return Snapshot(HnswGraph(dimensions, metric, index=index), labels, extras, note), "ok"

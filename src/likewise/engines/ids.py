@@ -1,0 +1,61 @@
+"""The id of every engine position, kept compact: one UTF-8 blob with offsets, plus recent appends.
+
+At a million vectors a Python list of ``str`` costs ~70 MB and ~0.4 s to rebuild on open; the blob
+form costs ~18 MB, loads from a snapshot without a per-id step, and is decoded only for the ten or
+so ids a query returns. Positions are append-only (compaction builds a new table), and a position's
+id never changes: an upsert of an existing id gets a new position and the old one is marked dead.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["IdTable"]
+
+
+class IdTable:
+    """Ids by position: ``blob[offsets[p]:offsets[p+1]]`` for packed positions, a list after them."""
+
+    def __init__(self, offsets: np.ndarray | None = None, blob: bytes = b"") -> None:
+        self._offsets = offsets if offsets is not None else np.zeros(1, dtype=np.int64)
+        self._blob = blob
+        self._packed = len(self._offsets) - 1
+        self._recent: list[str] = []
+
+    def __len__(self) -> int:
+        return self._packed + len(self._recent)
+
+    def __getitem__(self, position: int) -> str:
+        if position >= self._packed:
+            return self._recent[position - self._packed]
+        off = self._offsets
+        return self._blob[off[position] : off[position + 1]].decode()
+
+    def take(self, positions: Iterable[int]) -> list[str]:
+        return [self[p] for p in positions]
+
+    def extend(self, ids: Sequence[str]) -> None:
+        self._recent.extend(ids)
+
+    def pack(self, upto: int) -> tuple[np.ndarray, bytes]:
+        """``(offsets, blob)`` of positions ``0 .. upto-1`` (for a snapshot).
+
+        Positions packed here stay packed, so each snapshot encodes only the ids added since the last.
+        """
+        if upto > self._packed:
+            extra = [s.encode() for s in self._recent[: upto - self._packed]]
+            lengths = np.fromiter((len(b) for b in extra), dtype=np.int64, count=len(extra))
+            self._offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lengths)])
+            self._blob = self._blob + b"".join(extra)
+            self._recent = self._recent[upto - self._packed :]
+            self._packed = upto
+        end = int(self._offsets[upto])
+        return self._offsets[: upto + 1].copy(), self._blob[:end]
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> "IdTable":
+        table = cls()
+        table.extend(ids)
+        return table
