@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -65,6 +66,7 @@ class Index:
         self._engine = engine
         self._write_lock: threading.RLock = db._write_lock
         self._embedder: Any | None = None
+        self._cosine = row.metric == "cosine"
 
     # -- description ------------------------------------------------------------------------------
 
@@ -233,6 +235,11 @@ class Index:
         return_metadata: str = "none",
     ) -> QueryResult:
         """The ``top_k`` nearest vectors among those that pass ``filter`` (and are in ``namespace``)."""
+        if filter is None and namespace is None and not return_values and return_metadata == "none":
+            # Most queries: nothing to parse or fetch, so go straight to the engine.
+            q = self._query_vector(vector)
+            hits = self._engine.search(q, check_top_k(top_k))
+            return QueryResult([Match(vid, score) for vid, _, score in hits])
         top_k = check_top_k(top_k)
         if return_metadata not in RETURN_METADATA:
             if isinstance(return_metadata, bool):
@@ -243,9 +250,7 @@ class Index:
                 )
         flt = parse_filter(filter)
         ns = check_namespace(namespace)
-        q = as_query_vector(vector, self.dimensions, cosine=self.metric == "cosine")
-        if self.metric == "cosine":
-            q = q / np.float32(np.linalg.norm(q))
+        q = self._query_vector(vector)
         engine = self._engine
         hits = engine.search(q, top_k, flt, ns)
         resolved = [(vid, label) for vid, label, _ in hits]
@@ -266,6 +271,16 @@ class Index:
                     m.metadata = self._indexed_view(meta, indexed)
                 m.namespace = row.namespace
         return QueryResult(matches)
+
+    def _query_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The checked query vector, as a unit vector under the cosine metric."""
+        q = as_query_vector(vector, self._row.dimensions, cosine=self._cosine)
+        if self._cosine:
+            norm = math.sqrt(float(np.dot(q, q)))
+            if not math.isfinite(norm):  # squares beyond float32: take the norm in float64
+                norm = float(np.linalg.norm(q.astype(np.float64)))
+            q = q * np.float32(1.0 / norm)
+        return q
 
     def query_by_id(
         self,
@@ -369,6 +384,11 @@ class Index:
         return str(seq)
 
     # -- embedding for you -----------------------------------------------------------------------
+
+    @property
+    def has_embedder(self) -> bool:
+        """Whether the index is bound to an embedder (``query_text`` works), without building it."""
+        return self._embedder is not None or json.loads(self._row.config or "{}").get("embedder") is not None
 
     @property
     def embedder(self) -> Any:

@@ -75,6 +75,17 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(kept))
 
 
+def _lookup(matched: tuple[np.ndarray, np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """The BM25 score of each label among ``matched`` (labels, scores); 0 for labels that did not match."""
+    found, scores = matched
+    if not len(found):
+        return np.zeros(len(labels))
+    order = np.argsort(found, kind="stable")
+    at = np.minimum(np.searchsorted(found, labels, sorter=order), len(found) - 1)
+    hit = found[order[at]] == labels
+    return np.where(hit, scores[order[at]], 0.0)
+
+
 def _normalise(values: np.ndarray) -> np.ndarray:
     lo, hi = float(values.min()), float(values.max())
     if hi - lo < 1e-12:
@@ -115,16 +126,17 @@ def search(
         vector_labels = [label for _, label, _ in engine.search(query_vector, pool, flt, ns)]
 
     keyword_labels: list[int] = []
+    matched = np.empty(0, np.int64), np.empty(0, np.float64)
     if mode != "vector" and match:
-        limit = pool
-        while True:  # widen until enough of the keyword hits pass the filter, or none are left
-            found = store.keyword_search(index_id, match, limit)
-            labels = np.array([label for label, _ in found], dtype=np.int64)
-            ok = engine.admits(labels, flt, ns) if len(labels) else np.zeros(0, bool)
-            keyword_labels = labels[ok].tolist()[:pool]
-            if len(keyword_labels) >= pool or len(found) < limit or limit >= 100 * pool:
-                break
-            limit *= 4
+        matched = store.keyword_matches(index_id, match)
+        ranked = matched[0][np.lexsort((matched[0], -matched[1]))]  # best first, ties by label
+        start, step = 0, pool
+        while len(keyword_labels) < pool and start < len(ranked):
+            # admit (filter, namespace, deletions) in widening slices: cheap when most pass
+            part = ranked[start : start + step]
+            keyword_labels += part[engine.admits(part, flt, ns)].tolist()
+            start, step = start + step, step * 4
+        keyword_labels = keyword_labels[:pool]
 
     union = list(dict.fromkeys(vector_labels + keyword_labels)) if mode == "hybrid" else (
         vector_labels if mode == "vector" else keyword_labels
@@ -132,8 +144,7 @@ def search(
     if not union:
         return SearchResult([], mode)
     labels_arr = np.array(union, dtype=np.int64)
-    bm25 = store.keyword_scores(index_id, match, union) if mode != "vector" else {}
-    kw = np.array([bm25.get(label, 0.0) for label in union])
+    kw = _lookup(matched, labels_arr)
     if query_vector is not None:
         rows = engine.vectors_at(engine.positions_of(labels_arr))
         cos = rows @ engine.prepare(query_vector.reshape(1, -1))[0]

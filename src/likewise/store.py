@@ -23,6 +23,7 @@ import contextlib
 import errno
 import sqlite3
 import threading
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,7 @@ import numpy as np
 
 from .errors import CorruptionError, StorageError, StorageFullError
 
-__all__ = ["Store", "IndexRow", "StoredVector", "utcnow", "MIGRATIONS"]
+__all__ = ["Store", "IndexRow", "StoredVector", "utcnow", "row_checksum", "MIGRATIONS"]
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema.
@@ -86,6 +87,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (index_id, path)
     );
     """,
+    # 3: a CRC-32 of every column of a vector row (row_checksum below), so that `likewise
+    # verify` finds a flipped byte inside a vector or its metadata, which SQLite's own page checks
+    # cannot see. Rows written before this migration have NULL and are reported as unchecked.
+    """
+    ALTER TABLE vectors ADD COLUMN crc INTEGER;
+    """,
 ]
 
 
@@ -115,6 +122,19 @@ class StoredVector:
     metadata: str | None
 
 
+def row_checksum(
+    label: int, index_id: int, vid: str, namespace: str | None, vec: bytes, metadata: str | None, mutation: int
+) -> int:
+    """CRC-32 of one ``vectors`` row, every column included (the store writes it, verify checks it).
+
+    SQLite checks its pages' structure but not their contents, so a flipped byte inside a vector or
+    its metadata would otherwise be read back as if it were the value written.
+    """
+    head = f"{label}\x1f{index_id}\x1f{vid}\x1f{namespace if namespace is not None else chr(30)}\x1f"
+    head += f"{metadata if metadata is not None else chr(30)}\x1f{mutation}"
+    return zlib.crc32(vec, zlib.crc32(head.encode("utf-8", "surrogatepass")))
+
+
 def _json_path(key: str) -> str:
     # Keys never contain '"' (validated), so quoting each segment is safe.
     return "$" + "".join(f'."{part}"' for part in key.split("."))
@@ -126,6 +146,16 @@ class Store:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._lock = threading.RLock()
+        from .maintenance import wal_problem  # here: maintenance imports this module
+
+        # Before SQLite replays the log: it would silently stop at a damaged frame (see wal_problem).
+        damage = wal_problem(path)
+        if damage is not None:
+            raise CorruptionError(
+                f"{damage}. Refusing to open {path} as an older state. Restore a backup, or move the "
+                "-wal file aside to open the store without those transactions.",
+                file=f"{path}-wal",
+            )
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -306,9 +336,10 @@ class Store:
             first = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'vectors'").fetchone()
             base = int(first[0]) if first else 0
             db.executemany(
-                "INSERT INTO vectors (label, index_id, id, namespace, vec, metadata, mutation) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO vectors (label, index_id, id, namespace, vec, metadata, mutation, crc) VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (base + 1 + n, index_id, ids[i], namespaces[i], blobs[i], metadata[i], seq)
+                    (base + 1 + n, index_id, ids[i], namespaces[i], blobs[i], metadata[i], seq,
+                     row_checksum(base + 1 + n, index_id, ids[i], namespaces[i], blobs[i], metadata[i], seq))
                     for n, i in enumerate(written.tolist())
                 ],
             )
@@ -506,17 +537,21 @@ class Store:
         if len(labels) and self._has_fts(db, index_id):
             db.executemany(f"DELETE FROM {self._fts(index_id)} WHERE rowid = ?", [(int(x),) for x in labels])
 
-    def keyword_search(self, index_id: int, match: str, limit: int) -> list[tuple[int, float]]:
-        """(label, BM25 score, higher is better) of the best ``limit`` texts for an FTS5 query."""
+    def keyword_matches(self, index_id: int, match: str) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and BM25 scores (higher is better) of every text that matches an FTS5 query.
+
+        One pass gives both the keyword ranking and the score of any other label (hybrid search
+        needs BM25 for the vector candidates too). FTS5 scores every match even for ``ORDER BY rank
+        LIMIT``, and scoring a list of rowids (``rowid IN (…)``) is far slower, so this is cheapest.
+        """
         with self.reading() as db:
             if not self._has_fts(db, index_id):
-                return []
+                return np.empty(0, np.int64), np.empty(0, np.float64)
             table = self._fts(index_id)
-            rows = db.execute(
-                f"SELECT rowid, bm25({table}) AS rank FROM {table} WHERE {table} MATCH ? ORDER BY rank LIMIT ?",
-                (match, limit),
-            ).fetchall()
-        return [(int(r[0]), -float(r[1])) for r in rows]
+            rows = db.execute(f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?", (match,)).fetchall()
+        labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        scores = np.fromiter((-r[1] for r in rows), dtype=np.float64, count=len(rows))
+        return labels, scores
 
     def texts(self, index_id: int, labels: Sequence[int]) -> dict[int, str]:
         """The stored text of each label that has one."""
@@ -569,18 +604,3 @@ class Store:
     def delete_source(self, index_id: int, path: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM sources WHERE index_id = ? AND path = ?", (index_id, path))
-
-    def keyword_scores(self, index_id: int, match: str, labels: Sequence[int]) -> dict[int, float]:
-        """BM25 (higher is better) of the given labels' texts for an FTS5 query; non-matching are absent."""
-        with self.reading() as db:
-            if not labels or not match or not self._has_fts(db, index_id):
-                return {}
-            table = self._fts(index_id)
-            marks = ",".join("?" * len(labels))
-            return {
-                int(r[0]): -float(r[1])
-                for r in db.execute(
-                    f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ? AND rowid IN ({marks})",
-                    (match, *[int(x) for x in labels]),
-                )
-            }

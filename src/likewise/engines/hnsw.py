@@ -73,16 +73,19 @@ class HnswGraph:
 
     def search(self, query: np.ndarray, k: int, ef: int, bits: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """HNSW search, restricted to the packed bitmap ``bits`` when given. Returns distances, positions."""
-        q = query.reshape(1, -1)
         if bits is None:
             params = self._params.get(ef)
             if params is None:  # read-only once made, so one object per ef serves every thread
                 params = self._params[ef] = faiss.SearchParametersHNSW(efSearch=ef)
-            dist, pos = self.index.search(q, k, params=params)
         else:
             sel = bitmap_selector(bits, self.ntotal)
-            dist, pos = self.index.search(q, k, params=faiss.SearchParametersHNSW(sel=sel, efSearch=ef))
-        return dist[0], pos[0]
+            params = faiss.SearchParametersHNSW(sel=sel, efSearch=ef)
+        # search_c directly: faiss' Python wrapper re-checks shapes and dtypes we already hold.
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        dist = np.empty(k, dtype=np.float32)
+        pos = np.empty(k, dtype=np.int64)
+        self.index.search_c(1, faiss.swig_ptr(q), k, faiss.swig_ptr(dist), faiss.swig_ptr(pos), params)
+        return dist, pos
 
     def exact(self, query: np.ndarray, k: int, positions: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the stored vectors at ``positions`` (all of them when ``None``).
