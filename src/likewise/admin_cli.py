@@ -13,7 +13,7 @@ import click
 from .cli import _emit, _open, data_option, handle_errors, json_option
 from .maintenance import backup, export_index, import_index, restore, verify
 
-__all__ = ["verify_cmd", "backup_cmd", "restore_cmd", "export_cmd", "import_cmd"]
+__all__ = ["backup_cmd", "export_cmd", "import_cmd", "restore_cmd", "verify_cmd"]
 
 
 @click.command("verify")
@@ -21,20 +21,22 @@ __all__ = ["verify_cmd", "backup_cmd", "restore_cmd", "export_cmd", "import_cmd"
 @json_option
 @handle_errors
 def verify_cmd(directory: Path, as_json: bool) -> None:
-    """Check DIRECTORY (SQLite integrity, vectors, texts, ANN snapshots against the store); exit 1 on errors."""
+    """Check DIRECTORY (write-ahead log, SQLite integrity, row checksums, texts, ANN snapshots against the
+    store) without changing it; print what is wrong and exit 1 on errors."""
     report = verify(directory)
     out = {
         "ok": report.ok,
         "indexes": report.indexes,
         "vectors": report.vectors,
+        "checked_rows": report.checked_rows,
         "checked_snapshot_vectors": report.checked_snapshot_vectors,
         "problems": [p.__dict__ for p in report.problems],
     }
 
     def human() -> None:
         click.echo(
-            f"{directory}: {report.indexes} indexes, {report.vectors} vectors, "
-            f"{report.checked_snapshot_vectors} snapshot vectors compared with the store"
+            f"{directory}: {report.indexes} indexes, {report.vectors} vectors, {report.checked_rows} row "
+            f"checksums, {report.checked_snapshot_vectors} snapshot vectors compared with the store"
         )
         for p in report.problems:
             click.echo(f"{p.severity}: {p.file}: {p.message}")
