@@ -63,3 +63,46 @@ def test_exact_plans_equal_brute_force(tmp_path: Any, seed: int) -> None:
                     q = x[int(rng.integers(0, len(x)))] + 0.01
                     got = idx.query(q, top_k=k, filter=flt).ids
                     assert got == _brute(x, alive, meta, q, flt, k), (round_, flt, k)
+
+
+def test_queries_in_parallel_with_writes_and_indexing(tmp_path: Any) -> None:
+    """Plain queries share the graph; writes, indexing and compaction exclude them. Nothing breaks."""
+    import threading
+
+    params = likewise.EngineParams(ann_threshold=300, chunk=64, compact_dead_fraction=0.2, snapshot_every=500)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3000, 16)).astype(np.float32)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    with likewise.open(tmp_path / "d", engine=params) as db:
+        idx = db.create_index("p", dimensions=16)
+        idx.upsert_arrays([f"v{i}" for i in range(500)], x[:500])
+
+        def reader(seed: int) -> None:
+            r = np.random.default_rng(seed)
+            try:
+                while not stop.is_set():
+                    res = idx.query(x[int(r.integers(0, 3000))], top_k=5)
+                    scores = [m.score for m in res.matches]
+                    assert all(m.id.startswith("v") for m in res.matches)
+                    assert scores == sorted(scores, reverse=True)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            for s in range(500, 3000, 250):
+                idx.upsert_arrays([f"v{i}" for i in range(s, s + 250)], x[s : s + 250])
+                idx.delete_by_ids([f"v{i}" for i in rng.choice(s, 60, replace=False)])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert not errors, errors[0]
+        idx.optimize()
+        living = {v for v in idx.list_vectors(count=1000).vectors}
+        for vid in sorted(living)[:50]:
+            i = int(vid[1:])
+            assert idx.query(x[i], top_k=1).ids == [vid]

@@ -30,6 +30,7 @@ from ..filters import Filter, lookup
 from .columns import Column, _Growable
 from .hnsw import HnswGraph, Snapshot, load_snapshot, save_snapshot
 from .ids import IdTable
+from .rwlock import SharedLock
 
 __all__ = ["EngineParams", "VectorEngine", "Plan", "StoreView"]
 
@@ -193,7 +194,8 @@ class VectorEngine:
         self._namespace_source = namespace_source
         self._snapshot_dir = snapshot_dir
         self._lock = threading.RLock()  # engine state: positions, tail, columns
-        self._graph_lock = threading.RLock()  # the faiss graph (taken before _lock, never after)
+        # The faiss graph: shared by plain queries, exclusive to everything else (taken before _lock).
+        self._graph_lock = SharedLock()
         self._wake = threading.Condition(self._lock)
         self.labels = _Growable(np.int64)
         self.alive = _Growable(np.bool_)
@@ -651,21 +653,27 @@ class VectorEngine:
 
         Returns ``(id, label, score)`` with Vectorize scores (see :meth:`scores`). Ids are resolved
         under the same lock as the search, so a concurrent delete cannot leave a hole.
+
+        The common case (no filter or namespace, everything indexed, nothing deleted) holds the
+        graph shared, so such queries run in parallel (faiss releases the GIL); it reads only
+        append-only state (positions, ids, labels), and a write that returned before the query
+        began has made the case uncommon (a tail or a dead position) and sends it the locked way.
         """
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        if flt is None and namespace is None:
+            with self._graph_lock.shared():
+                graph = self.graph
+                if self.dead == 0 and not self.tail and graph is not None:
+                    ef = max(self.params.ef_search, k)
+                    d, pos = graph.search(q, k, ef, None)
+                    self._lean_plan = (self.count, ef)
+                    ids, labels = self.ids, self.labels.data
+                    return [
+                        (ids[p], int(labels[p]), s)
+                        for p, s in zip(pos.tolist(), self._score_list(d.tolist()))
+                        if p >= 0
+                    ]
         with self._graph_lock, self._lock:
-            q = np.ascontiguousarray(query, dtype=np.float32)
-            if flt is None and namespace is None and self.dead == 0 and not self.tail and self.graph is not None:
-                # The common case, kept lean (it is most queries, and the goal is raw faiss' speed):
-                # unfiltered, fully indexed, nothing deleted; plain Python on the k results.
-                ef = max(self.params.ef_search, k)
-                d, pos = self.graph.search(q, k, ef, None)
-                self._lean_plan = (self.count, ef)
-                ids, labels = self.ids, self.labels.data
-                return [
-                    (ids[p], int(labels[p]), s)
-                    for p, s in zip(pos.tolist(), self._score_list(d.tolist()))
-                    if p >= 0
-                ]
             self._lean_plan = None
             cand = self._candidates(flt, namespace)
             h = self.indexed
