@@ -106,3 +106,20 @@ def test_queries_in_parallel_with_writes_and_indexing(tmp_path: Any) -> None:
         for vid in sorted(living)[:50]:
             i = int(vid[1:])
             assert idx.query(x[i], top_k=1).ids == [vid]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_exact_split_across_cores_equals_one_pass(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from likewise.engines import hnsw
+
+    rng = np.random.default_rng(3)
+    graph = hnsw.HnswGraph(12, metric)
+    graph.add(rng.standard_normal((20000, 12)).astype(np.float32))
+    positions = np.sort(rng.choice(20000, 12000, replace=False))
+    q = rng.standard_normal(12).astype(np.float32)
+    monkeypatch.setattr(hnsw, "_CORES", 1)
+    one_d, one_p = graph.exact(q, 10, positions)
+    monkeypatch.setattr(hnsw, "_CORES", 3)
+    split_d, split_p = graph.exact(q, 10, positions)
+    assert split_p.tolist() == one_p.tolist()
+    assert np.allclose(split_d, one_d)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -91,13 +92,27 @@ class HnswGraph:
         """Exact search over the stored vectors at ``positions`` (all of them when ``None``).
 
         The candidates are scored in place by faiss (``knn_*_by_idx``): no copy of the rows and no
-        pass over the positions that are not candidates. Returns distances, positions, best first.
+        pass over the positions that are not candidates. A large set is split across the cores
+        (faiss releases the GIL), since one query's latency is what a caller waits for. Returns
+        distances, positions, best first.
         """
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         if positions is None:
             dist, pos = self.index.storage.search(q, k)
             return dist[0], pos[0]
         subset = np.ascontiguousarray(positions, dtype=np.int64)
+        parts = min(_CORES, len(subset) // PARALLEL_EXACT_MIN)
+        if parts <= 1:
+            return self._exact_part(q, k, subset)
+        pieces = np.array_split(subset, parts)
+        results = list(_pool().map(lambda piece: self._exact_part(q, k, piece), pieces))
+        dist = np.concatenate([r[0] for r in results])
+        pos = np.concatenate([r[1] for r in results])
+        key = dist if self.metric == "euclidean" else -dist
+        order = np.lexsort((pos, key))[:k]
+        return dist[order], pos[order]
+
+    def _exact_part(self, q: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vals = np.empty(k, dtype=np.float32)
         ids = np.empty(k, dtype=np.int64)
         flat = faiss.downcast_index(self.index.storage)
@@ -107,6 +122,20 @@ class HnswGraph:
             len(subset), k, faiss.swig_ptr(vals), faiss.swig_ptr(ids),
         )
         return vals, ids
+
+
+_CORES = os.cpu_count() or 1
+PARALLEL_EXACT_MIN = 4096  # candidates per thread below which splitting costs more than it saves
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_CORES, thread_name_prefix="likewise-exact")
+        return _POOL
 
 
 @dataclass(frozen=True)
