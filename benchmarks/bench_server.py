@@ -257,6 +257,42 @@ def bench_system(sys_: Any, data: np.ndarray, ids: list[str], queries: np.ndarra
         out[f"{name} upsert_arrays 8 clients"] = stats(lat, wall, 1000)
 
 
+def interleaved(servers: list[Any], queries: np.ndarray, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Query throughput with both servers up, in alternating rounds (ABBA), so that load from other
+    work on the machine, which comes and goes, weighs on both alike; the ratio is taken per round."""
+    per_round = max(100, args.queries // 2)
+    lat: dict[str, dict[int, list[float]]] = {s.name: {1: [], 8: []} for s in servers}
+    wall: dict[str, dict[int, float]] = {s.name: {1: 0.0, 8: 0.0} for s in servers}
+    cpu: dict[str, dict[int, float]] = {s.name: {1: 0.0, 8: 0.0} for s in servers}
+    ratios: dict[int, list[float]] = {1: [], 8: []}
+    for r in range(args.rounds):
+        order = servers if r % 2 == 0 else servers[::-1]
+        for clients in (1, 8):
+            qps: dict[str, float] = {}
+            for sys_ in order:
+                per = per_round if clients == 1 else per_round // 2
+                start = (r * 7919) % len(queries)
+                jobs = [list(np.roll(queries, -(start + i * per), axis=0)[:per]) for i in range(clients)]
+                cpu0 = process_cpu(sys_.proc.pid)
+                got, seconds = run_clients(clients, sys_.make_client, jobs, lambda c, q, s=sys_: s.query(c, q))
+                cpu[sys_.name][clients] += process_cpu(sys_.proc.pid) - cpu0
+                lat[sys_.name][clients] += got
+                wall[sys_.name][clients] += seconds
+                qps[sys_.name] = len(got) / seconds
+            ratios[clients].append(qps[servers[0].name] / qps[servers[1].name])
+        print(f"round {r + 1}: likewise/chroma QPS 1 client {ratios[1][-1]:.2f}x, 8 clients {ratios[8][-1]:.2f}x",
+              flush=True)
+    for sys_ in servers:
+        for clients in (1, 8):
+            key = f"{sys_.name} query {clients} client{'s' if clients > 1 else ''}, interleaved ({args.rounds} rounds)"
+            out[key] = stats(lat[sys_.name][clients], wall[sys_.name][clients])
+            out[key]["server_cpu_ms"] = 1000 * cpu[sys_.name][clients] / len(lat[sys_.name][clients])
+    for clients in (1, 8):
+        out[f"likewise/chroma query QPS, {clients} client{'s' if clients > 1 else ''}, per-round ratios"] = (
+            ", ".join(f"{x:.2f}" for x in ratios[clients]) + f" (median {statistics.median(ratios[clients]):.2f})"
+        )
+
+
 def bench_embedded(data: np.ndarray, ids: list[str], queries: np.ndarray, workdir: Path,
                    args: argparse.Namespace, out: dict[str, Any]) -> None:
     import likewise
@@ -338,6 +374,8 @@ def main() -> None:
     p.add_argument("--texts", type=int, default=200, help="embed requests for 1 client (8 clients: half each)")
     p.add_argument("--extra-batches", type=int, default=3, help="1,000-vector batches per client for 8-client upserts")
     p.add_argument("--systems", default="likewise,chroma,embedded,embed")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="interleaved query rounds with both servers up (0: none), after the sequential runs")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args()
@@ -364,6 +402,7 @@ def main() -> None:
         "data": f"{args.n} x {DIM} float32 (1,000 Gaussian clusters), cosine, top-10, no filter",
     }
     lw: Likewise | None = None
+    ch: Chroma | None = None
     try:
         if "likewise" in systems or "embed" in systems:
             lw = Likewise(workdir)
@@ -374,15 +413,15 @@ def main() -> None:
             bench_embed(lw, texts, args, out)
         if "embedded" in systems:
             bench_embedded(data, ids, queries, workdir, args, out)
-    finally:
-        if lw is not None:
-            lw.stop()
-    if "chroma" in systems:
-        ch = Chroma(workdir)
-        try:
+        if "chroma" in systems:
+            ch = Chroma(workdir)
             bench_system(ch, data, ids, queries, truth, args, out)
-        finally:
-            ch.stop()
+        if args.rounds and lw is not None and ch is not None and "likewise" in systems:
+            interleaved([lw, ch], queries, args, out)
+    finally:
+        for server in (lw, ch):
+            if server is not None:
+                server.stop()
     for op in ("query", "embed"):
         http_key, local_key = f"likewise {op} 1 client", f"embedded {op} 1 client"
         if http_key in out and local_key in out:
