@@ -253,23 +253,30 @@ class Index:
         q = self._query_vector(vector)
         engine = self._engine
         hits = engine.search(q, top_k, flt, ns)
-        resolved = [(vid, label) for vid, label, _ in hits]
-        matches = [Match(id=vid, score=score) for vid, _, score in hits]
-        if matches and (return_values or return_metadata != "none"):
-            rows = self._store.by_labels([label for _, label in resolved])
-            indexed = self._indexed_properties() if return_metadata == "indexed" else []
-            for m, (_, label) in zip(matches, resolved):
-                row = rows.get(label)
-                if row is None:  # deleted between search and fetch by another thread
-                    continue
-                if return_values:
-                    m.values = row.values.tolist()
-                meta = json.loads(row.metadata) if row.metadata else {}
-                if return_metadata == "all":
-                    m.metadata = meta
-                elif return_metadata == "indexed":
-                    m.metadata = self._indexed_view(meta, indexed)
-                m.namespace = row.namespace
+        if not hits or not (return_values or return_metadata != "none"):
+            return QueryResult([Match(id=vid, score=score) for vid, _, score in hits])
+        indexed = self._indexed_properties() if return_metadata == "indexed" else []
+        for attempt in range(3):
+            rows = self._store.by_labels([label for _, label, _ in hits])
+            if len(rows) == len(hits) or attempt == 2:
+                break
+            # A write replaced or deleted some of these between the search and the fetch: search
+            # again, so that the answer is the top-k of one state (after two tries, drop them).
+            hits = engine.search(q, top_k, flt, ns)
+        matches: list[Match] = []
+        for vid, label, score in hits:
+            row = rows.get(label)
+            if row is None:
+                continue
+            m = Match(id=vid, score=score, namespace=row.namespace)
+            if return_values:
+                m.values = row.values.tolist()
+            meta = json.loads(row.metadata) if row.metadata else {}
+            if return_metadata == "all":
+                m.metadata = meta
+            elif return_metadata == "indexed":
+                m.metadata = self._indexed_view(meta, indexed)
+            matches.append(m)
         return QueryResult(matches)
 
     def _query_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -31,7 +31,13 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .errors import CorruptionError, StorageError, StorageFullError
+from .errors import (
+    CorruptionError,
+    InvalidArgumentError,
+    InvalidFilterError,
+    StorageError,
+    StorageFullError,
+)
 
 __all__ = ["Store", "IndexRow", "StoredVector", "utcnow", "row_checksum", "MIGRATIONS"]
 
@@ -135,8 +141,24 @@ def row_checksum(
     return zlib.crc32(vec, zlib.crc32(head.encode("utf-8", "surrogatepass")))
 
 
+def _nameable(key: str) -> bool:
+    return not any(c in '"\\' or ord(c) < 0x20 for c in key)
+
+
 def _json_path(key: str) -> str:
-    # Keys never contain '"' (validated), so quoting each segment is safe.
+    """The SQLite JSON path of a (dotted) metadata key.
+
+    SQLite matches a quoted path label against the key *as written in the JSON text*, and
+    ``json.dumps`` writes '"', '\\' and control characters escaped: such a key would silently match
+    nothing (a filter on it finds no vector), and a NUL is a path syntax error. Refuse them here, the
+    one place keys become SQL, rather than answer wrongly.
+    """
+    if not _nameable(key):
+        raise InvalidFilterError(
+            f"metadata key {key!r} cannot be filtered or indexed: it contains '\"', '\\' or a control "
+            "character",
+            key=key,
+        )
     return "$" + "".join(f'."{part}"' for part in key.split("."))
 
 
@@ -490,15 +512,23 @@ class Store:
 
     def metadata_indexes(self, index_id: int) -> list[tuple[str, str, int]]:
         with self.reading() as db:
-            return [
+            rows = [
                 (r[0], r[1], int(r[2]))
                 for r in db.execute(
                     "SELECT property, type, mutation FROM metadata_indexes WHERE index_id = ? ORDER BY property",
                     (index_id,),
                 )
             ]
+        # Earlier versions accepted properties no JSON path can name (see _json_path); building
+        # their column failed on every open and made the index unopenable. Leave them out.
+        return [r for r in rows if _nameable(r[0])]
 
     def create_metadata_index(self, index_id: int, prop: str, kind: str) -> int:
+        if not _nameable(prop):  # before anything is written: see metadata_indexes()
+            raise InvalidArgumentError(
+                f"property name {prop!r} cannot be indexed: it contains '\"', '\\' or a control character",
+                property=prop,
+            )
         with self.transaction() as db:
             seq = self._log(db, index_id, "create_metadata_index", 0)
             db.execute(
