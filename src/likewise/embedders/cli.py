@@ -24,10 +24,10 @@ from likewise.errors import LikewiseError
 __all__ = ["embed"]
 
 
-def _embedder(model: str | None, batch_size: int, threads: int | None, cache: bool) -> Any:
+def _embedder(model: str | None, batch_size: int, threads: int | None, cache: bool, precision: str = "auto") -> Any:
     from likewise.embedders.text import TextEmbedder
 
-    return TextEmbedder(model, batch_size=batch_size, threads=threads, cache=cache or None)
+    return TextEmbedder(model, batch_size=batch_size, threads=threads, cache=cache or None, precision=precision)  # type: ignore[arg-type]
 
 
 def _cache_note(embedder: Any) -> dict[str, int] | None:
@@ -62,6 +62,14 @@ def _cache_note(embedder: Any) -> dict[str, int] | None:
 @click.option("--batch-size", default=64, show_default=True, help="Texts per model call.")
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
 @click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="On a CPU: bf16 (torch, about 2x faster, cosine 0.99999 to fp32) or fp32 (ONNX Runtime); "
+    "auto takes bf16 where the CPU has AMX-BF16.",
+)
+@click.option(
     "--cache/--no-cache",
     default=True,
     show_default=True,
@@ -75,6 +83,7 @@ def embed(
     as_json: bool,
     batch_size: int,
     threads: int | None,
+    precision: str,
     cache: bool,
 ) -> None:
     """Embed TEXT, or every line of --file, with a text model (offline).
@@ -87,7 +96,7 @@ def embed(
     if (text is None) == (file is None):
         raise click.UsageError("give either TEXT or --file, not both and not neither")
     try:
-        embedder = _embedder(model, batch_size, threads, cache)
+        embedder = _embedder(model, batch_size, threads, cache, precision)
         if text is not None:
             _one(embedder, text, out, as_json)
         else:
