@@ -268,3 +268,33 @@ def test_snapshot_without_deletions_opens_from_a_count(tmp_path: Path, caplog: p
         assert idx.query(x[77], top_k=1).ids == ["v77"]
         assert idx.query(x[77], top_k=1, filter={"g": "g2"}).matches[0].metadata is None
         assert idx.get_by_ids(["v1199"])[0].metadata == _meta(1199)
+
+
+def test_a_damaged_row_is_refused_not_served(tmp_path: Path) -> None:
+    """A vector row whose bytes changed under SQLite's feet fails its checksum when read."""
+    import sqlite3
+
+    path = tmp_path / "d"
+    x = np.random.default_rng(5).standard_normal((600, 4)).astype(np.float32)
+    with likewise.open(path, engine=PARAMS) as db:
+        idx = db.create_index("rows", dimensions=4, metric="euclidean")
+        idx.upsert_arrays([f"v{i}" for i in range(600)], x, metadata=[{"k": i} for i in range(600)])
+        idx.optimize()  # a snapshot covers every row: opening reads none of them
+    raw = sqlite3.connect(path / "likewise.db")
+    vec = bytearray(raw.execute("SELECT vec FROM vectors WHERE id = 'v1'").fetchone()[0])
+    vec[5] ^= 0x10  # one bit of one float
+    raw.execute("UPDATE vectors SET vec = ? WHERE id = 'v1'", (bytes(vec),))
+    raw.commit()
+    raw.close()
+    db = likewise.open(path, engine=PARAMS)
+    idx = db.index("rows")
+    assert idx.get_by_ids(["v2"])[0].metadata == {"k": 2}
+    with pytest.raises(E.CorruptionError, match="fails its checksum"):
+        idx.get_by_ids(["v1"])
+    with pytest.raises(E.CorruptionError):
+        idx.query(x[1], top_k=1, return_metadata="all")
+    db.close()
+    shutil.rmtree(path / "engines")  # a rebuild from SQLite refuses the row too, naming the file
+    with pytest.raises(E.CorruptionError) as info:
+        likewise.open(path, engine=PARAMS).index("rows")
+    assert "likewise.db" in info.value.message and "'v1'" in info.value.message

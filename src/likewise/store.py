@@ -128,6 +128,10 @@ class StoredVector:
     metadata: str | None
 
 
+# The columns a StoredVector is read from, with what its checksum covers (see Store._stored).
+_ROW = "label, id, namespace, vec, metadata, index_id, mutation, crc"
+
+
 def row_checksum(
     label: int, index_id: int, vid: str, namespace: str | None, vec: bytes, metadata: str | None, mutation: int
 ) -> int:
@@ -395,9 +399,21 @@ class Store:
         with self.transaction() as db:
             return self._log(db, index_id, op, 0)
 
-    @staticmethod
-    def _stored(row: tuple[Any, ...]) -> StoredVector:
-        return StoredVector(int(row[0]), row[1], row[2], np.frombuffer(row[3], dtype=np.float32), row[4])
+    def _stored(self, row: tuple[Any, ...]) -> StoredVector:
+        """A row of ``_ROW`` as a StoredVector, after checking its checksum (migration 3).
+
+        SQLite checks the structure of its pages, not what they hold: a flipped bit inside a vector
+        or its metadata would be read back as if it had been written. A row that fails is refused
+        loudly, naming the file and the row, rather than served.
+        """
+        label, vid, namespace, vec, metadata, index_id, mutation, crc = row
+        if crc is not None and row_checksum(label, index_id, vid, namespace, vec, metadata, mutation) != crc:
+            raise CorruptionError(
+                f"{self.path}: vector row {label} (id {vid!r}) fails its checksum; the file is damaged. "
+                "Run `likewise verify` and restore a backup.",
+                file=str(self.path), label=int(label), id=vid,
+            )
+        return StoredVector(int(label), vid, namespace, np.frombuffer(vec, dtype=np.float32), metadata)
 
     def get_vectors(self, index_id: int, ids: Sequence[str]) -> list[StoredVector]:
         """The stored vectors with these ids, in the order asked (missing ids are left out)."""
@@ -407,7 +423,7 @@ class Store:
                 chunk = list(ids[start : start + 900])
                 marks = ",".join("?" * len(chunk))
                 for row in db.execute(
-                    f"SELECT label, id, namespace, vec, metadata FROM vectors WHERE index_id = ? AND id IN ({marks})",
+                    f"SELECT {_ROW} FROM vectors WHERE index_id = ? AND id IN ({marks})",
                     (index_id, *chunk),
                 ):
                     found[row[1]] = self._stored(row)
@@ -419,7 +435,7 @@ class Store:
             return {
                 int(r[0]): self._stored(r)
                 for r in db.execute(
-                    f"SELECT label, id, namespace, vec, metadata FROM vectors WHERE label IN ({marks})",
+                    f"SELECT {_ROW} FROM vectors WHERE label IN ({marks})",
                     [int(x) for x in labels],
                 )
             }
@@ -460,13 +476,15 @@ class Store:
         while True:
             with self.reading() as db:
                 rows = db.execute(
-                    "SELECT label, id, vec FROM vectors WHERE index_id = ? AND label > ? ORDER BY label LIMIT ?",
+                    f"SELECT {_ROW} FROM vectors WHERE index_id = ? AND label > ? ORDER BY label LIMIT ?",
                     (index_id, last, batch),
                 ).fetchall()
             if not rows:
                 return
+            for row in rows:  # what goes into the search structure is checked like what is served
+                self._stored(row)
             labels = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), -1)
             yield labels, [r[1] for r in rows], matrix
             last = int(labels[-1])
 
