@@ -157,7 +157,7 @@ class Database:
                 return cached
             row = self._store.get_index(name)
             if row is None:
-                raise IndexNotFoundError(f"no index named {name!r} in {self.path}", name=name)
+                raise IndexNotFoundError(f"no index named {name!r}", name=name)
             return self._open_index(row)
 
     def list_indexes(self) -> list[IndexConfig]:
@@ -170,7 +170,7 @@ class Database:
         with self._write_lock:
             row = self._store.get_index(name)
             if row is None:
-                raise IndexNotFoundError(f"no index named {name!r} in {self.path}", name=name)
+                raise IndexNotFoundError(f"no index named {name!r}", name=name)
             opened = self._indexes.pop(name, None)
             if opened is not None:
                 opened._engine.close(snapshot=False)
@@ -191,7 +191,9 @@ class Database:
             snapshot_dir=self._engine_dir(row.id),
         )
         how = engine.load(_StoreView(store, row.id))
-        log.info("opened index %s: %s", row.name, how)
+        damaged = how.startswith("rebuilt") and "no snapshot" not in how
+        # A snapshot that failed its checks means damage on disk: say so louder than a normal open.
+        (log.warning if damaged else log.info)("opened index %s: %s", row.name, how)
         for prop, _kind, _seq in store.metadata_indexes(row.id):
             engine.ensure_column(prop)
         engine.start()
