@@ -52,7 +52,7 @@ def test_index_vectors_query_roundtrip(tmp_path: Path) -> None:
 def test_errors_are_one_clear_line(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
     code, _, err = run("index", "info", "nope", "--data", data)
-    assert code == 1 and err.strip() == f"error: no index named 'nope' in {data}"
+    assert code == 1 and err.strip() == "error: no index named 'nope'"
     run("index", "create", "tv", "-d", "2", "--data", data)
     code, _, err = run("query", "-i", "tv", "--vector", "[1,2,3]", "--data", data, "--json")
     assert code == 1 and json.loads(err)["error"]["code"] == "dimension_mismatch"
