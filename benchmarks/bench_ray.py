@@ -6,6 +6,10 @@ Ray binds the host's address, so run it in a loopback-only network namespace (as
     unshare -n sh -c 'ip link set lo up; exec .venv/bin/python benchmarks/bench_ray.py \\
         --n 200000 --shards 1,2,4 --out benchmarks/results/ray-200k.json'
 
+    # 1M (docs/scaling.md): shards first, embedded on the 1-shard graph, then the full embedded run
+    unshare -n sh -c 'ip link set lo up; exec .venv/bin/python benchmarks/bench_ray.py \\
+        --n 1000000 --shards 1,2,4 --embedded-from-shard --embedded-last --out benchmarks/results/ray-1m.json'
+
 What it measures, per system (embedded; sharded with 1, 2 and 4 shards on a local one-node Ray):
 
 * **ingest**: ``upsert_arrays`` in batches of ``--batch`` from this process until the last batch
@@ -16,11 +20,19 @@ What it measures, per system (embedded; sharded with 1, 2 and 4 shards on a loca
   exact ground truth.
 * **scatter floor**: the round trip of an empty call to every shard at once (what the scatter-gather
   path adds before any search work), p50 and p99.
+* **memory**: resident memory of each shard process after ``optimize()`` (and of this process for
+  the embedded systems), read from ``/proc`` (single machine).
+* ``--embedded-from-shard``: after the 1-shard system, its shard directory (a plain likewise data
+  directory) is opened in this process with ``likewise.open`` and queried directly: the same graph
+  and the same data without the scatter-gather path, so the difference is that path alone (and the
+  time to load a snapshot of ``--n`` vectors). ``--embedded-last`` runs the full embedded system
+  (ingest and build of its own) after the sharded ones instead of first. Ray is shut down while
+  either embedded system is measured.
 
 Every process runs its kernels single-threaded (``OMP_NUM_THREADS=1``, as ``likewise serve`` does and
 as Ray gives a fractional-CPU actor), so shards are the only parallelism. Data: the clustered
 unit vectors of ``bench_core.py`` (same generator and seed; ground truth exact). The JSON report is
-rewritten after every step.
+rewritten after every step (ingest, optimize, queries), so a run stopped part-way keeps what it measured.
 """
 
 from __future__ import annotations
@@ -54,22 +66,27 @@ def dir_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def ingest(idx: Any, data_dir: Path, n: int, dim: int, batch: int) -> dict[str, Any]:
+def ingest(idx: Any, data_dir: Path, n: int, dim: int, batch: int, rep: dict[str, Any], save: Callable[[], None]) -> None:
+    """Ingest then optimize, recording each into ``rep`` (and saving) as soon as it is done."""
     t0 = time.perf_counter()
     for s in range(0, n, batch):
         m = min(batch, n - s)
         rows = read_rows(data_dir / "base.f32", dim, s, m)
         idx.upsert_arrays([str(i) for i in range(s, s + m)], rows, metadata=[{"c10": i % 10} for i in range(s, s + m)])
     ingest_s = time.perf_counter() - t0
+    rep.update(ingest_s=round(ingest_s, 2), ingest_rate=round(n / ingest_s), loadavg_after_ingest=loadavg())
+    save()
+    print(f"  ingest {ingest_s:.1f} s", flush=True)
     t1 = time.perf_counter()
     idx.optimize()
     optimize_s = time.perf_counter() - t1
-    return {
-        "ingest_s": round(ingest_s, 2),
-        "ingest_rate": round(n / ingest_s),
-        "optimize_s": round(optimize_s, 2),
-        "time_to_indexed_s": round(ingest_s + optimize_s, 2),
-    }
+    rep.update(
+        optimize_s=round(optimize_s, 2),
+        time_to_indexed_s=round(ingest_s + optimize_s, 2),
+        loadavg_after_optimize=loadavg(),
+    )
+    save()
+    print(f"  optimize {optimize_s:.1f} s", flush=True)
 
 
 def timed(fn: Callable[[int], Any], count: int) -> dict[str, Any]:
@@ -126,6 +143,17 @@ def scatter_floor(db: Any, count: int) -> dict[str, Any]:
     return timed(ping, count)
 
 
+def rss_mib(pid: int | str = "self") -> float | None:
+    """Resident memory of a process on this machine (the shards run here too), MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -139,6 +167,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--batch", type=int, default=5000)
     ap.add_argument("--skip-embedded", action="store_true")
+    ap.add_argument("--embedded-last", action="store_true", help="run the full embedded system after the sharded ones")
+    ap.add_argument(
+        "--embedded-from-shard", action="store_true",
+        help="after the 1-shard system, query its shard directory with likewise.open (same graph, no Ray)",
+    )
+    ap.add_argument("--write-timeout", type=float, default=7200.0, help="lwd.open(write_timeout_s=...): optimize at 1M takes minutes")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/lwray"))
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ray.json")
     args = ap.parse_args()
@@ -166,50 +200,85 @@ def main() -> None:
     report["data"] = meta
     save()
 
-    if not args.skip_embedded:
+    def embedded() -> None:
         path = args.workdir / "embedded"
         shutil.rmtree(path, ignore_errors=True)
         print("embedded ...", flush=True)
         rep: dict[str, Any] = {"loadavg_before": loadavg()}
+        report["systems"]["embedded"] = rep
         with likewise.open(path) as db:
             idx = db.create_index("bench", dimensions=args.dim, metric="cosine")
             idx.create_metadata_index("c10", "number")
-            rep.update(ingest(idx, data_dir, args.n, args.dim, args.batch))
+            ingest(idx, data_dir, args.n, args.dim, args.batch, rep, save)
             rep["disk_mib"] = round(dir_mib(path), 1)
+            rep["rss_mib"] = rss_mib()
             rep["query"] = measure_queries(idx, queries, gt, args.queries, args.threads)
         rep["loadavg_after"] = loadavg()
-        report["systems"]["embedded"] = rep
         save()
         print(json.dumps(rep), flush=True)
         shutil.rmtree(path, ignore_errors=True)
 
+    def embedded_from_shard(shard_dir: Path) -> None:
+        print("embedded on the 1-shard system's shard directory ...", flush=True)
+        rep: dict[str, Any] = {"loadavg_before": loadavg(), "directory": str(shard_dir)}
+        report["systems"]["embedded-same-graph"] = rep
+        rep["rss_before_open_mib"] = rss_mib()
+        t0 = time.perf_counter()
+        with likewise.open(shard_dir) as db:
+            idx = db.index("bench")
+            rep["open_s"] = round(time.perf_counter() - t0, 2)  # snapshot load of the whole shard
+            rep["rss_after_open_mib"] = rss_mib()
+            rep["vectors"] = len(idx)
+            save()
+            rep["query"] = measure_queries(idx, queries, gt, args.queries, args.threads)
+            rep["rss_after_queries_mib"] = rss_mib()
+        rep["loadavg_after"] = loadavg()
+        save()
+        print(json.dumps(rep), flush=True)
+
+    if not args.skip_embedded and not args.embedded_last:
+        embedded()
+
     import likewise.distributed as lwd
 
-    ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), object_store_memory=512 * 2**20)
+    def start_ray() -> None:
+        ray.init(address="local", include_dashboard=False, num_cpus=os.cpu_count(), object_store_memory=512 * 2**20)
+
+    start_ray()
     for shards in [int(s) for s in args.shards.split(",")]:
+        if not ray.is_initialized():
+            start_ray()
         path = args.workdir / f"sharded-{shards}"
         shutil.rmtree(path, ignore_errors=True)
         print(f"{shards} shards ...", flush=True)
-        rep = {"loadavg_before": loadavg()}
+        rep: dict[str, Any] = {"loadavg_before": loadavg()}
+        report["systems"][f"sharded-{shards}"] = rep
         t0 = time.perf_counter()
-        db = lwd.open(path, shards=shards)
+        db = lwd.open(path, shards=shards, write_timeout_s=args.write_timeout)
         rep["open_s"] = round(time.perf_counter() - t0, 2)
         try:
             idx = db.create_index("bench", dimensions=args.dim, metric="cosine")
             idx.create_metadata_index("c10", "number")
-            rep.update(ingest(idx, data_dir, args.n, args.dim, args.batch))
+            ingest(idx, data_dir, args.n, args.dim, args.batch, rep, save)
             rep["disk_mib"] = round(dir_mib(path), 1)
             rep["per_shard_vectors"] = [db._shards.call("count", {i: ("bench",)})[0][i] for i in range(shards)]
+            rep["shard_rss_mib"] = [rss_mib(st.pid) if st else None for st in db.shard_status()]
             rep["scatter_floor"] = scatter_floor(db, args.queries)
+            save()
             rep["query"] = measure_queries(idx, queries, gt, args.queries, args.threads)
         finally:
             db.close()
         rep["loadavg_after"] = loadavg()
-        report["systems"][f"sharded-{shards}"] = rep
         save()
         print(json.dumps(rep), flush=True)
+        if shards == 1 and args.embedded_from_shard:
+            ray.shutdown()  # no Ray processes around while the embedded index is measured
+            embedded_from_shard(path / "shard-0")
         shutil.rmtree(path, ignore_errors=True)
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
+    if not args.skip_embedded and args.embedded_last:
+        embedded()
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save()
 

@@ -10,8 +10,8 @@ package, so the page needs no network at run time and no third-party code lives 
 
 from __future__ import annotations
 
-import json
 import threading
+import weakref
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,7 +26,7 @@ from ..errors import InvalidArgumentError, MissingDependencyError
 from ..index import Index
 from .common import authorize, json_response, open_index, read_json, run, state
 
-__all__ = ["router", "project", "Projection"]
+__all__ = ["Projection", "project", "router"]
 
 router = APIRouter(include_in_schema=False)
 DEFAULT_LIMIT = 3000
@@ -57,7 +57,9 @@ class Projection:
         return np.array([self.xy[where[v]] if v in where else [np.nan, np.nan] for v in ids])
 
 
-_cache: dict[tuple[str, str, int, str], Projection] = {}
+# Per index *object* (weakly held: a deleted or closed index's pictures go with it), then by
+# (version, limit, method). Keying by name alone mixed up two databases' indexes of the same name.
+_cache: weakref.WeakKeyDictionary[Index, dict[tuple[str, int, str], Projection]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -78,8 +80,19 @@ def _sample_ids(idx: Index, limit: int, seed: int = 0) -> tuple[list[str], int]:
 
 
 def _prepared(idx: Index, values: np.ndarray) -> np.ndarray:
-    # Project what the metric compares: unit vectors for cosine.
-    return idx._engine.prepare(values) if len(values) else values
+    """What the index's metric compares, from public facts only (works on every backend).
+
+    Cosine compares directions, so rows become unit vectors (a zero row stays zero); euclidean and
+    dot-product compare the values as they are. Computed here rather than asked of the index's
+    engine: a sharded index has no engine in this process.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if idx.metric != "cosine" or not len(values):
+        return values
+    norms = np.linalg.norm(values.astype(np.float64), axis=1, keepdims=True)  # float64: no overflow
+    norms[norms == 0] = 1.0
+    unit: np.ndarray = (values / norms).astype(np.float32)
+    return unit
 
 
 def project(idx: Index, limit: int = DEFAULT_LIMIT, method: str = "pca") -> Projection:
@@ -87,9 +100,9 @@ def project(idx: Index, limit: int = DEFAULT_LIMIT, method: str = "pca") -> Proj
     if method not in ("pca", "umap"):
         raise InvalidArgumentError(f"method must be pca or umap; got {method!r}")
     version = idx.info().processed_up_to_mutation or "0"
-    key = (idx.name, version, limit, method)
+    key = (version, limit, method)
     with _cache_lock:
-        hit = _cache.get(key)
+        hit = _cache.get(idx, {}).get(key)
     if hit is not None:
         return hit
     ids, total = _sample_ids(idx, limit)
@@ -114,9 +127,10 @@ def project(idx: Index, limit: int = DEFAULT_LIMIT, method: str = "pca") -> Proj
         version, method, total, [v.id for v in vectors], xy, mean, basis, [v.metadata for v in vectors], texts
     )
     with _cache_lock:
-        for old in [k for k in _cache if k[0] == idx.name and k[1] != version]:
-            del _cache[old]  # an older version of this index will not be asked for again
-        _cache[key] = proj
+        mine = _cache.setdefault(idx, {})
+        for old in [k for k in mine if k[0] != version]:
+            del mine[old]  # an older version of this index will not be asked for again
+        mine[key] = proj
     return proj
 
 
@@ -251,7 +265,7 @@ async def search(request: Request, name: str) -> Response:
             res = idx.query_by_id(vid, top_k=top_k, filter=flt, return_metadata="all")
             how = "id"
         elif text:
-            if json.loads(idx._row.config or "{}").get("embedder") is None:
+            if not idx.has_embedder:
                 # No model: treat the text as an id, the only meaningful reading.
                 res = idx.query_by_id(text, top_k=top_k, filter=flt, return_metadata="all")
                 how = "id"
