@@ -38,6 +38,7 @@ from .errors import (
     StorageError,
     StorageFullError,
 )
+from .wal import wal_problem
 
 __all__ = ["Store", "IndexRow", "StoredVector", "utcnow", "row_checksum", "MIGRATIONS"]
 
@@ -172,8 +173,6 @@ class Store:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._lock = threading.RLock()
-        from .maintenance import wal_problem  # here: maintenance imports this module
-
         # Before SQLite replays the log: it would silently stop at a damaged frame (see wal_problem).
         damage = wal_problem(path)
         if damage is not None:
