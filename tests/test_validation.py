@@ -94,7 +94,22 @@ QUERY_ERRORS: list[tuple[str, Callable[[Any], Any], type[E.LikewiseError], str]]
     ("bad return_metadata", lambda i: i.query([1, 2, 3], return_metadata="some"), E.InvalidArgumentError, "none, indexed, all"),
     ("bad namespace", lambda i: i.query([1, 2, 3], namespace=""), E.InvalidNamespaceError, "non-empty"),
     ("2-D query", lambda i: i.query(np.ones((2, 3))), E.InvalidVectorTypeError, "1-D"),
+    # float32 arrays take the fast path of Index.query: the same checks must hold there.
+    ("float32 NaN", lambda i: i.query(np.array([1, math.nan, 2], np.float32)), E.NonFiniteValueError, "finite"),
+    ("float32 inf", lambda i: i.query(np.array([1, -math.inf, 2], np.float32)), E.NonFiniteValueError, "finite"),
+    ("float32 zero", lambda i: i.query(np.zeros(3, np.float32)), E.ZeroVectorError, "zeros"),
+    ("float32 dimension", lambda i: i.query(np.ones(4, np.float32)), E.DimensionMismatchError, "expected 3"),
 ]
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
+def test_query_scale_does_not_matter_under_cosine(idx: Any, scale: float) -> None:
+    """Squares of tiny or huge float32 values under- or overflow; the direction still counts."""
+    idx.upsert([Vector("other", [-1, 0, 0])])
+    q = np.array([1, 2, 3], np.float32) * np.float32(scale)
+    res = idx.query(q, top_k=2)
+    assert res.ids == ["keep", "other"]
+    assert res.matches[0].score == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("name,call,error,text", QUERY_ERRORS, ids=[q[0] for q in QUERY_ERRORS])

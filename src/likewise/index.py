@@ -281,12 +281,25 @@ class Index:
 
     def _query_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
         """The checked query vector, as a unit vector under the cosine metric."""
+        if (
+            type(vector) is np.ndarray
+            and vector.dtype == np.float32
+            and vector.shape == (self._row.dimensions,)
+        ):
+            # What embedders and numpy callers pass. One dot product checks it: NaN or ±inf in any
+            # component makes the sum of squares non-finite, and a zero vector makes it 0, so a
+            # finite positive sum proves the vector valid; anything else takes the full checks.
+            # float64, so that squares of tiny or huge float32 values neither under- nor overflow.
+            v64 = vector.astype(np.float64)
+            squares = float(v64 @ v64)
+            if 0.0 < squares < math.inf:
+                if self._cosine:
+                    return (v64 * (1.0 / math.sqrt(squares))).astype(np.float32)
+                return vector
         q = as_query_vector(vector, self._row.dimensions, cosine=self._cosine)
         if self._cosine:
-            norm = math.sqrt(float(np.dot(q, q)))
-            if not math.isfinite(norm):  # squares beyond float32: take the norm in float64
-                norm = float(np.linalg.norm(q.astype(np.float64)))
-            q = q * np.float32(1.0 / norm)
+            q64 = q.astype(np.float64)
+            q = (q64 / np.linalg.norm(q64)).astype(np.float32)
         return q
 
     def query_by_id(

@@ -661,18 +661,30 @@ class VectorEngine:
         """
         q = np.ascontiguousarray(query, dtype=np.float32)
         if flt is None and namespace is None:
-            with self._graph_lock.shared():
+            # The lean path: every microsecond here is a measurable share of a ~80 µs query.
+            lock = self._graph_lock
+            owned = lock.acquire_shared()
+            try:
                 graph = self.graph
                 if self.dead == 0 and not self.tail and graph is not None:
-                    ef = max(self.params.ef_search, k)
+                    ef = self.params.ef_search
+                    if k > ef:
+                        ef = k
                     d, pos = graph.search(q, k, ef, None)
-                    self._lean_plan = (self.count, ef)
-                    ids, labels = self.ids, self.labels.data
-                    return [
-                        (ids[p], int(labels[p]), s)
-                        for p, s in zip(pos.tolist(), self._score_list(d.tolist()))
-                        if p >= 0
-                    ]
+                    self._lean_plan = (self.labels.size, ef)  # nothing is dead: size is the count
+                    found = pos.tolist()
+                    while found and found[-1] < 0:  # faiss pads a short answer with -1 at the end
+                        found.pop()
+                    n = len(found)
+                    return list(
+                        zip(
+                            self.ids.take(found),
+                            self.labels.data[pos[:n]].tolist(),
+                            self._score_list(d[:n].tolist()),
+                        )
+                    )
+            finally:
+                lock.release_shared(owned)
         with self._graph_lock, self._lock:
             self._lean_plan = None
             cand = self._candidates(flt, namespace)

@@ -19,10 +19,16 @@ class IdTable:
     """Ids by position: ``blob[offsets[p]:offsets[p+1]]`` for packed positions, a list after them."""
 
     def __init__(self, offsets: np.ndarray | None = None, blob: bytes = b"") -> None:
-        self._offsets = offsets if offsets is not None else np.zeros(1, dtype=np.int64)
+        self._set_packed(offsets if offsets is not None else np.zeros(1, dtype=np.int64), blob)
+        self._recent: list[str] = []
+
+    def _set_packed(self, offsets: np.ndarray, blob: bytes) -> None:
+        self._offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        # Indexing a memoryview gives Python ints ~20x faster than numpy scalar indexing, which
+        # matters on the query path (ten lookups per query).
+        self._offview = memoryview(self._offsets)
         self._blob = blob
         self._packed = len(self._offsets) - 1
-        self._recent: list[str] = []
 
     def __len__(self) -> int:
         return self._packed + len(self._recent)
@@ -30,11 +36,14 @@ class IdTable:
     def __getitem__(self, position: int) -> str:
         if position >= self._packed:
             return self._recent[position - self._packed]
-        off = self._offsets
+        off = self._offview
         return self._blob[off[position] : off[position + 1]].decode()
 
     def take(self, positions: Iterable[int]) -> list[str]:
-        return [self[p] for p in positions]
+        packed, off, blob, recent = self._packed, self._offview, self._blob, self._recent
+        return [
+            blob[off[p] : off[p + 1]].decode() if p < packed else recent[p - packed] for p in positions
+        ]
 
     def extend(self, ids: Sequence[str]) -> None:
         self._recent.extend(ids)
@@ -47,10 +56,9 @@ class IdTable:
         if upto > self._packed:
             extra = [s.encode() for s in self._recent[: upto - self._packed]]
             lengths = np.fromiter((len(b) for b in extra), dtype=np.int64, count=len(extra))
-            self._offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lengths)])
-            self._blob = self._blob + b"".join(extra)
+            offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lengths)])
             self._recent = self._recent[upto - self._packed :]
-            self._packed = upto
+            self._set_packed(offsets, self._blob + b"".join(extra))
         end = int(self._offsets[upto])
         return self._offsets[: upto + 1].copy(), self._blob[:end]
 

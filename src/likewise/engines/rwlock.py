@@ -57,23 +57,32 @@ class SharedLock:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        """Hold the lock together with other readers (inside the writer's own hold: no-op)."""
+    def acquire_shared(self) -> bool:
+        """Join the readers; returns whether this thread already held the lock as the writer
+        (then nothing was taken). Pass the result to :meth:`release_shared`. Plain methods rather
+        than only a context manager: the lean query path runs thousands of times a second."""
         me = threading.get_ident()
         with self._cond:
             if self._writer == me:
-                owned = True
-            else:
-                owned = False
-                while self._writer is not None or self._waiting_writers:
-                    self._cond.wait()
-                self._readers += 1
+                return True
+            while self._writer is not None or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+            return False
+
+    def release_shared(self, owned: bool) -> None:
+        if owned:
+            return
+        with self._cond:
+            self._readers -= 1
+            if not self._readers:
+                self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold the lock together with other readers (inside the writer's own hold: no-op)."""
+        owned = self.acquire_shared()
         try:
             yield
         finally:
-            if not owned:
-                with self._cond:
-                    self._readers -= 1
-                    if not self._readers:
-                        self._cond.notify_all()
+            self.release_shared(owned)
