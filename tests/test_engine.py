@@ -17,7 +17,7 @@ import likewise
 from likewise.filters import matches, parse_filter
 
 EXACT = likewise.EngineParams(
-    ann_threshold=200, chunk=128, background=False, exact_max_candidates=10**9, snapshot_every=10**9
+    ann_threshold=200, chunk=128, background=False, exact_max_candidates=10**9, snapshot_every=10**9, cells=False
 )
 FILTERS: list[dict[str, Any] | None] = [
     None, {"g": 1}, {"g": {"$in": [0, 3]}}, {"n": {"$gte": 90}}, {"n": {"$lt": 3}}, {"g": {"$ne": 2}, "n": {"$lt": 50}},
@@ -123,3 +123,111 @@ def test_exact_split_across_cores_equals_one_pass(metric: str, monkeypatch: pyte
     split_d, split_p = graph.exact(q, 10, positions)
     assert split_p.tolist() == one_p.tolist()
     assert np.allclose(split_d, one_d)
+
+
+# -- the cells plan ------------------------------------------------------------------------------
+
+CELLS = likewise.EngineParams(ann_threshold=1000, chunk=4096, background=False, snapshot_every=10**9)
+
+
+def _clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((8, d)).astype(np.float32) * 3
+    group = rng.integers(0, 8, n)
+    return (centers[group] + rng.standard_normal((n, d)).astype(np.float32)), group
+
+
+def _recall(idx: Any, x: np.ndarray, meta: list[dict[str, Any]], queries: np.ndarray, flt: Any, k: int = 10) -> float:
+    parsed = parse_filter(flt)
+    keep = np.array([matches(parsed, m) for m in meta])
+    found = 0
+    for q in queries:
+        res = idx.query(q, top_k=k, filter=flt)
+        assert idx._engine.last_plan.method == "cells"
+        assert all(keep[int(v[1:])] for v in res.ids)  # every result passes the filter
+        assert [m.score for m in res.matches] == sorted(m.score for m in res.matches)  # euclidean: nearest first
+        d = np.sum((x - q) ** 2, axis=1)
+        d[~keep] = np.inf
+        truth = {f"v{i}" for i in np.argsort(d)[:k]}
+        found += len(truth & set(res.ids))
+    return found / (k * len(queries))
+
+
+def test_cells_plan_finds_the_filtered_neighbours(tmp_path: Any) -> None:
+    """A selective filter is answered from the cells nearest the query, with high recall, and
+    a filter whose members are all far from the query still gets its k nearest members."""
+    x, group = _clustered(40000, 16, 5)
+    meta = [{"g": int(i % 10), "cluster": int(c)} for i, c in enumerate(group)]
+    rng = np.random.default_rng(6)
+    with likewise.open(tmp_path / "d", engine=CELLS) as db:
+        idx = db.create_index("c", dimensions=16, metric="euclidean")
+        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=meta)
+        idx._engine.flush()
+        cells = idx._engine.cells
+        assert cells is not None and len(cells) == 40000
+        # Trained at 4,096 and 16,384 indexed vectors (each fourfold growth): √16384 cells.
+        assert (cells.trained_on, cells.count) == (16384, 128)
+        queries = x[rng.choice(len(x), 40, replace=False)] + 0.1
+        assert _recall(idx, x, meta, queries, {"g": 3}) >= 0.9  # 10%: 4,000 candidates
+        # Members of one data cluster, queried from the others: the scan goes on to far cells.
+        picks = rng.choice(len(x), 60, replace=False)
+        far = x[picks[group[picks] != 7][:20]] + 0.1
+        assert _recall(idx, x, meta, far, {"cluster": 7}) >= 0.9
+        plan = idx._engine.last_plan
+        assert plan.scanned >= 500 and plan.candidates == int(np.sum(group == 7))
+
+
+def test_cells_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from likewise.engines import cells as cells_module
+
+    x, group = _clustered(16000, 16, 8)
+    meta = [{"g": int(i % 8)} for i in range(len(x))]
+    params = likewise.EngineParams(
+        ann_threshold=1000, chunk=1024, background=False, cells_scan=200, compact_dead_fraction=0.2
+    )
+    with likewise.open(tmp_path / "d", engine=params) as db:
+        idx = db.create_index("c", dimensions=16, metric="euclidean")
+        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=meta)
+        idx.optimize()
+        centroids = idx._engine.cells.centroids.copy()
+
+    def no_training(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("cells were trained again instead of read from the snapshot")
+
+    monkeypatch.setattr(cells_module.Cells, "train", classmethod(no_training))
+    with likewise.open(tmp_path / "d", engine=params) as db:
+        idx = db.index("c")
+        engine = idx._engine
+        assert engine.cells is not None and len(engine.cells) == engine.indexed == 16000
+        assert np.array_equal(engine.cells.centroids, centroids)
+        queries = x[:30] + 0.1
+        assert _recall(idx, x, meta, queries, {"g": 2}) >= 0.9
+        # Delete 6,000: the engine compacts, keeps the centroids and reassigns the positions.
+        idx.delete_by_ids([f"v{i}" for i in range(10000, 16000)])
+        idx.optimize()
+        assert engine.indexed == 10000 and len(engine.cells) == 10000
+        assert np.array_equal(engine.cells.centroids, centroids)
+        assert _recall(idx, x[:10000], meta[:10000], queries, {"g": 2}) >= 0.9
+
+
+def test_cells_nearest_takes_whole_cells_in_order() -> None:
+    from likewise.engines.cells import Cells
+
+    rng = np.random.default_rng(9)
+    rows = rng.standard_normal((5000, 8)).astype(np.float32)
+    cells = Cells.train(rows, "euclidean", 5000)
+    cells.extend(rows)
+    positions = np.sort(rng.choice(5000, 1500, replace=False))
+    groups = cells.group(positions)
+    q = rng.standard_normal(8).astype(np.float32)
+    got = cells.nearest(q, groups, 300)
+    # Reference: cells by centroid distance, whole cells, until 300 candidates are taken.
+    order = np.argsort(np.sum((cells.centroids - q) ** 2, axis=1), kind="stable")
+    assign = cells.assignment(5000)
+    want: list[int] = []
+    for c in order:
+        if len(want) >= 300:
+            break
+        want.extend(positions[assign[positions] == c].tolist())
+    assert got.tolist() == want
+    assert cells.nearest(q, groups, 2000).tolist() == groups.positions.tolist()  # more than there are
