@@ -180,7 +180,7 @@ def test_cells_plan_finds_the_filtered_neighbours(tmp_path: Any) -> None:
 def test_cells_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from likewise.engines import cells as cells_module
 
-    x, group = _clustered(16000, 16, 8)
+    x, _group = _clustered(16000, 16, 8)
     meta = [{"g": int(i % 8)} for i in range(len(x))]
     params = likewise.EngineParams(
         ann_threshold=1000, chunk=1024, background=False, cells_scan=200, compact_dead_fraction=0.2

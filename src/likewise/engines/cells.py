@@ -29,7 +29,7 @@ from .columns import _Growable
 
 faiss: Any = _faiss
 
-__all__ = ["Cells", "CellGroups", "cell_count"]
+__all__ = ["CellGroups", "Cells", "cell_count"]
 
 SAMPLE_PER_CELL = 64  # faiss warns below 39 training points per centroid
 ASSIGN_BLOCK = 65_536
@@ -80,7 +80,7 @@ class Cells:
         return len(self.centroids)
 
     @classmethod
-    def train(cls, rows: np.ndarray, metric: str, trained_on: int, seed: int = 1234) -> "Cells":
+    def train(cls, rows: np.ndarray, metric: str, trained_on: int, seed: int = 1234) -> Cells:
         """k-means on ``rows`` (a sample of the graph's prepared rows) with :func:`cell_count` cells."""
         k = min(cell_count(trained_on), max(1, len(rows) // 40))
         # Spherical k-means for cosine (rows are unit vectors); plain k-means otherwise (for
@@ -172,5 +172,5 @@ class Cells:
         }
 
     @classmethod
-    def unpack(cls, data: dict[str, np.ndarray], metric: str) -> "Cells":
+    def unpack(cls, data: dict[str, np.ndarray], metric: str) -> Cells:
         return cls(data["centroids"], metric, int(data["trained_on"][0]), data["assignment"].astype(np.int32))

@@ -812,9 +812,9 @@ class VectorEngine:
                     before = cand.nbytes
                     groups = cand.cell_groups(cells)
                     self._candidate_cache.grew(cand, before)
-                    positions = cells.nearest(q, groups, scan, p.cells_min)
-                    d, pos = self.graph.exact(q, kk, positions)
-                    plan = Plan("cells", cand.count, scanned=len(positions))
+                    nearby = cells.nearest(q, groups, scan, p.cells_min)
+                    d, pos = self.graph.exact(q, kk, nearby)
+                    plan = Plan("cells", cand.count, scanned=len(nearby))
                 elif cand.graph_count <= exact_limit:
                     before = cand.nbytes
                     positions = cand.graph_positions() if cand.graph_count < h else None

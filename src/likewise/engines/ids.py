@@ -26,7 +26,7 @@ class IdTable:
         self._offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         # Indexing a memoryview gives Python ints ~20x faster than numpy scalar indexing, which
         # matters on the query path (ten lookups per query).
-        self._offview = memoryview(self._offsets)
+        self._offview = memoryview(self._offsets)  # type: ignore[arg-type]  # numpy arrays are buffers
         self._blob = blob
         self._packed = len(self._offsets) - 1
 
