@@ -31,7 +31,7 @@ import numpy as np
 from ..filters import Filter, lookup
 from .cells import SAMPLE_PER_CELL, CellGroups, Cells, cell_count
 from .columns import Column, _Growable
-from .hnsw import HnswGraph, Snapshot, load_snapshot, save_snapshot
+from .hnsw import HnswGraph, Snapshot, load_snapshot, release_freed_memory, save_snapshot
 from .ids import IdTable
 from .rwlock import SharedLock
 
@@ -295,7 +295,8 @@ class VectorEngine:
             self._replay_columns(after, replayed)
             self._changed()
             self._kick()
-            return f"{how}, {replayed} vectors replayed from the log"
+        release_freed_memory()
+        return f"{how}, {replayed} vectors replayed from the log"
 
     def _restore(self, snap: Snapshot, source: StoreView, after: int) -> str:
         extras = snap.extras
