@@ -494,8 +494,8 @@ class VectorEngine:
             parts: list[np.ndarray] = []
             for start in range(0, h, 16_384):
                 with self._graph_lock.shared():
-                    if self.graph is not graph:
-                        return  # compacted meanwhile: the next due check starts again
+                    if self.graph is not graph or self._closed:
+                        return  # compacted meanwhile (the next due check starts again), or closing
                     block = graph.vectors()[start : min(h, start + 16_384)].copy()
                 parts.append(cells.assign(block))
         except Exception:
