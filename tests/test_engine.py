@@ -183,7 +183,7 @@ def test_cells_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.
     x, _group = _clustered(16000, 16, 8)
     meta = [{"g": int(i % 8)} for i in range(len(x))]
     params = likewise.EngineParams(
-        ann_threshold=1000, chunk=1024, background=False, cells_scan=200, compact_dead_fraction=0.2
+        ann_threshold=1000, chunk=1024, background=False, compact_dead_fraction=0.2, cells_min_candidates=500
     )
     with likewise.open(tmp_path / "d", engine=params) as db:
         idx = db.create_index("c", dimensions=16, metric="euclidean")
@@ -220,14 +220,37 @@ def test_cells_nearest_takes_whole_cells_in_order() -> None:
     positions = np.sort(rng.choice(5000, 1500, replace=False))
     groups = cells.group(positions)
     q = rng.standard_normal(8).astype(np.float32)
-    got = cells.nearest(q, groups, 300)
-    # Reference: cells by centroid distance, whole cells, until 300 candidates are taken.
-    order = np.argsort(np.sum((cells.centroids - q) ** 2, axis=1), kind="stable")
     assign = cells.assignment(5000)
-    want: list[int] = []
-    for c in order:
-        if len(want) >= 300:
-            break
-        want.extend(positions[assign[positions] == c].tolist())
-    assert got.tolist() == want
-    assert cells.nearest(q, groups, 2000).tolist() == groups.positions.tolist()  # more than there are
+    order = [c for c in np.argsort(np.sum((cells.centroids - q) ** 2, axis=1), kind="stable") if groups.counts[c]]
+
+    def reference(share: float, floor: int) -> list[int]:
+        # Whole cells holding candidates, nearest first: the share of them, then on to the floor.
+        need = max(int(np.ceil(share * len(order))), 1)
+        want: list[int] = []
+        for used, c in enumerate(order):
+            if used >= need and len(want) >= floor:
+                break
+            want.extend(positions[assign[positions] == c].tolist())
+        return want
+
+    for share, floor in ((0.0, 300), (0.1, 50), (0.3, 300)):
+        assert cells.nearest(q, groups, share, floor).tolist() == reference(share, floor), (share, floor)
+    assert cells.nearest(q, groups, 0.0, 2000).tolist() == groups.positions.tolist()  # more than there are
+
+
+def test_cells_calibration_reads_the_data() -> None:
+    """Clustered data needs few cells for its neighbours; structureless data needs many."""
+    from likewise.engines.cells import Cells
+
+    rng = np.random.default_rng(4)
+    clustered, _ = _clustered(20000, 16, 4)
+    noise = rng.standard_normal((20000, 16)).astype(np.float32)
+    shares = []
+    for rows in (clustered, noise):
+        cells = Cells.train(rows, "euclidean", len(rows))
+        cells.extend(rows)
+        cells.calibrate(lambda rows=rows: rows, np.arange(0, 20000, 160))
+        assert list(cells.depths) == [10, 20, 50, 100, 200, 500, 1000, 2000]
+        assert np.all(np.diff(cells.shares) >= 0) and 0 < cells.shares[0] <= cells.shares[-1] <= 1
+        shares.append(cells.share(100))
+    assert shares[0] < 0.2 < shares[1], shares

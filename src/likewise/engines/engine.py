@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequenc
 import numpy as np
 
 from ..filters import Filter, lookup
-from .cells import SAMPLE_PER_CELL, CellGroups, Cells, cell_count
+from .cells import CALIBRATION_QUERIES, SAMPLE_PER_CELL, CellGroups, Cells, cell_count
 from .columns import Column, _Growable
 from .hnsw import HnswGraph, Snapshot, load_snapshot, release_freed_memory, save_snapshot
 from .ids import IdTable
@@ -79,13 +79,16 @@ class EngineParams:
     # structure can need up to 5 (bench_engines' synthetic set): raise it through EngineParams.
     ef_filter_factor: float = 1.2
     max_ef: int = 2048
-    # The cells plan (see .cells): for candidate sets above 2·cells_scan and up to this share of the
-    # graph, score the candidates of the cells nearest the query until max(cells_scan, 50·k) were
-    # seen. 1,000 gave recall@10 0.98 at 10% of 100k and 0.999 at 1% of 1M on bench_core's data.
+    # The cells plan (see .cells): for candidate sets of more than cells_min_candidates and up to
+    # cells_max_selectivity of the graph, read the calibrated share of the cells holding candidates
+    # (at least cells_floor_per_k·k candidates, from at least cells_min cells), when that share is
+    # at most cells_max_share; beyond it an exact scan costs about the same and misses nothing.
     cells: bool = True
-    cells_scan: int = 1000
-    cells_min: int = 16  # and at least this many cells that hold candidates (see Cells.nearest)
+    cells_min_candidates: int = 2000
     cells_max_selectivity: float = 0.25
+    cells_max_share: float = 0.15
+    cells_floor_per_k: int = 20
+    cells_min: int = 16
     compact_dead_fraction: float = 0.3
     snapshot_every: int = 100_000  # newly indexed vectors between background snapshots
     background: bool = True
@@ -320,7 +323,7 @@ class VectorEngine:
             self.namespaces = Column.unpack({k[3:]: v for k, v in extras.items() if k.startswith("ns_")})
         if "cells_centroids" in extras and len(extras["cells_assignment"]) == snap.graph.ntotal:
             cells = {k[6:]: v for k, v in extras.items() if k.startswith("cells_")}
-            if cells["centroids"].shape[1:] == (self.dimensions,):
+            if cells["centroids"].shape[1:] == (self.dimensions,) and "shares" in cells:
                 self.cells = Cells.unpack(cells, self.metric)
         return f"snapshot of {snap.graph.ntotal} vectors ({how}; {len(keys)} metadata columns restored)"
 
@@ -498,14 +501,16 @@ class VectorEngine:
                         return  # compacted meanwhile (the next due check starts again), or closing
                     block = graph.vectors()[start : min(h, start + 16_384)].copy()
                 parts.append(cells.assign(block))
+            for part in parts:
+                cells.extend_assigned(part)
+            picks = np.sort(np.random.default_rng(h + 1).choice(h, min(CALIBRATION_QUERIES, h // 20 or 1), replace=False))
+            cells.calibrate(graph.vectors, picks, hold=self._graph_lock.shared)
         except Exception:
             self._cells_failed_at = h
             raise
         with self._graph_lock, self._lock:
             if self.graph is not graph:
                 return
-            for part in parts:
-                cells.extend_assigned(part)
             if graph.ntotal > h:
                 cells.extend(graph.vectors()[h:])
             self.cells = cells
@@ -592,7 +597,8 @@ class VectorEngine:
         self.ids = IdTable()
         self.graph = None
         if self.cells is not None:  # the centroids still describe the data: only positions changed
-            self.cells = Cells(self.cells.centroids, self.metric, self.cells.trained_on)
+            old = self.cells
+            self.cells = Cells(old.centroids, self.metric, old.trained_on, depths=old.depths, shares=old.shares)
         self.tail = []
         self.dead = 0
         self.columns = {}
@@ -803,17 +809,21 @@ class VectorEngine:
                 kk = min(k, cand.graph_count)
                 p = self.params
                 exact_limit = max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h))
-                scan = max(p.cells_scan, 50 * k)
                 cells = self.cells
+                share = 1.0
                 if (
-                    cells is not None
+                    p.cells
+                    and cells is not None
                     and len(cells) == h
-                    and 2 * scan < cand.graph_count <= p.cells_max_selectivity * h
+                    and p.cells_min_candidates < cand.graph_count <= p.cells_max_selectivity * h
                 ):
+                    share = cells.share(k * h / cand.graph_count)
+                if share <= p.cells_max_share:
+                    assert cells is not None
                     before = cand.nbytes
                     groups = cand.cell_groups(cells)
                     self._candidate_cache.grew(cand, before)
-                    nearby = cells.nearest(q, groups, scan, p.cells_min)
+                    nearby = cells.nearest(q, groups, share, p.cells_floor_per_k * k, p.cells_min)
                     d, pos = self.graph.exact(q, kk, nearby)
                     plan = Plan("cells", cand.count, scanned=len(nearby))
                 elif cand.graph_count <= exact_limit:
