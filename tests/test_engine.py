@@ -66,26 +66,39 @@ def test_exact_plans_equal_brute_force(tmp_path: Any, seed: int) -> None:
 
 
 def test_queries_in_parallel_with_writes_and_indexing(tmp_path: Any) -> None:
-    """Plain queries share the graph; writes, indexing and compaction exclude them. Nothing breaks."""
+    """Plain and filtered queries share the graph; writes, indexing, cell training and compaction
+    exclude them. Nothing breaks, and every filtered answer passes its filter."""
     import threading
 
-    params = likewise.EngineParams(ann_threshold=300, chunk=64, compact_dead_fraction=0.2, snapshot_every=500)
+    params = likewise.EngineParams(
+        ann_threshold=300, chunk=64, compact_dead_fraction=0.2, snapshot_every=500, cells_min_candidates=50,
+        cells_max_share=1.0, exact_max_candidates=100, exact_sqrt_factor=0.0,
+    )
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3000, 16)).astype(np.float32)
+    meta = [{"g": i % 5} for i in range(3000)]
     errors: list[BaseException] = []
+    plans: set[str] = set()
     stop = threading.Event()
     with likewise.open(tmp_path / "d", engine=params) as db:
         idx = db.create_index("p", dimensions=16)
-        idx.upsert_arrays([f"v{i}" for i in range(500)], x[:500])
+        idx.upsert_arrays([f"v{i}" for i in range(500)], x[:500], metadata=meta[:500])
 
         def reader(seed: int) -> None:
             r = np.random.default_rng(seed)
             try:
                 while not stop.is_set():
-                    res = idx.query(x[int(r.integers(0, 3000))], top_k=5)
+                    g = int(r.integers(0, 6))
+                    flt = {"g": g} if g < 5 else None
+                    res = idx.query(x[int(r.integers(0, 3000))], top_k=5, filter=flt)
+                    plan = idx._engine.last_plan
+                    if plan is not None:
+                        plans.add(plan.method)
                     scores = [m.score for m in res.matches]
                     assert all(m.id.startswith("v") for m in res.matches)
                     assert scores == sorted(scores, reverse=True)
+                    if flt is not None:
+                        assert all(int(m.id[1:]) % 5 == g for m in res.matches), (g, res.ids)
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
 
@@ -94,18 +107,20 @@ def test_queries_in_parallel_with_writes_and_indexing(tmp_path: Any) -> None:
             t.start()
         try:
             for s in range(500, 3000, 250):
-                idx.upsert_arrays([f"v{i}" for i in range(s, s + 250)], x[s : s + 250])
+                idx.upsert_arrays([f"v{i}" for i in range(s, s + 250)], x[s : s + 250], metadata=meta[s : s + 250])
                 idx.delete_by_ids([f"v{i}" for i in rng.choice(s, 60, replace=False)])
         finally:
             stop.set()
             for t in threads:
                 t.join()
         assert not errors, errors[0]
+        assert {"hnsw", "cells"} <= plans, plans
         idx.optimize()
         living = {v for v in idx.list_vectors(count=1000).vectors}
         for vid in sorted(living)[:50]:
             i = int(vid[1:])
             assert idx.query(x[i], top_k=1).ids == [vid]
+            assert idx.query(x[i], top_k=1, filter={"g": i % 5}).ids == [vid]
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])

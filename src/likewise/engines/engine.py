@@ -735,13 +735,14 @@ class VectorEngine:
         return self.metric != "euclidean"
 
     def _tail_search(
-        self, query: np.ndarray, k: int, tail_mask: np.ndarray | None
+        self, query: np.ndarray, tail: list[np.ndarray], start: int, tail_mask: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact scores of the tail's positions (those ``tail_mask``, over the tail, lets through)."""
-        start = self.indexed
+        """Exact scores of the tail's positions (``tail`` starts at position ``start``; those
+        ``tail_mask``, over the tail, lets through)."""
+        first = start
         dists: list[np.ndarray] = []
         poss: list[np.ndarray] = []
-        for chunk in self.tail:
+        for chunk in tail:
             n = len(chunk)
             if self.metric == "euclidean":
                 diff = chunk - query
@@ -750,7 +751,7 @@ class VectorEngine:
                 d = chunk @ query
             p = np.arange(start, start + n)
             if tail_mask is not None:
-                sel = tail_mask[start - self.indexed : start - self.indexed + n]
+                sel = tail_mask[start - first : start - first + n]
                 d, p = d[sel], p[sel]
             dists.append(d)
             poss.append(p)
@@ -776,7 +777,7 @@ class VectorEngine:
         if flt is None and namespace is None:
             # The lean path: every microsecond here is a measurable share of a ~80 µs query.
             lock = self._graph_lock
-            owned = lock.acquire_shared()
+            token = lock.acquire_shared()
             try:
                 graph = self.graph
                 if self.dead == 0 and not self.tail and graph is not None:
@@ -797,56 +798,42 @@ class VectorEngine:
                         )
                     )
             finally:
-                lock.release_shared(owned)
-        with self._graph_lock, self._lock:
-            self._lean_plan = None
-            cand = self._candidates(flt, namespace)
-            h = self.indexed
-            if cand.count == 0:
-                self.last_plan = Plan("empty", 0)
-                return []
+                lock.release_shared(token)
+        # Filtered: the candidates and each plan's inputs are prepared under the state lock; the
+        # scoring runs under the shared graph lock alone, so filtered queries run in parallel too
+        # (faiss releases the GIL). The graph, the cells and the id table only change with the
+        # graph lock held alone; the tail is read from a copy of its list taken with the candidates.
+        lock = self._graph_lock
+        token = lock.acquire_shared()
+        try:
+            with self._lock:
+                self._lean_plan = None
+                cand = self._candidates(flt, namespace)
+                if cand.count == 0:
+                    self.last_plan = Plan("empty", 0)
+                    return []
+                h = self.indexed
+                graph, tail = self.graph, list(self.tail)
+                plan, work = self._plan_graph(cand, k, h)
             parts_d: list[np.ndarray] = []
             parts_p: list[np.ndarray] = []
-            plan = Plan("exact", cand.count)
-            if self.graph is not None and cand.graph_count:
+            if work is not None:
+                assert graph is not None
                 kk = min(k, cand.graph_count)
-                p = self.params
-                exact_limit = max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h))
-                cells = self.cells
-                share = 1.0
-                if (
-                    p.cells
-                    and cells is not None
-                    and len(cells) == h
-                    and p.cells_min_candidates < cand.graph_count <= p.cells_max_selectivity * h
-                ):
-                    share = cells.share(k * h / cand.graph_count)
-                if share <= p.cells_max_share:
-                    assert cells is not None
-                    before = cand.nbytes
-                    groups = cand.cell_groups(cells)
-                    self._candidate_cache.grew(cand, before)
-                    nearby = cells.nearest(q, groups, share, p.cells_floor_per_k * k, p.cells_min)
-                    d, pos = self.graph.exact(q, kk, nearby)
+                if plan.method == "cells":
+                    cells, groups, share = work
+                    nearby = cells.nearest(q, groups, share, self.params.cells_floor_per_k * k, self.params.cells_min)
+                    d, pos = graph.exact(q, kk, nearby)
                     plan = Plan("cells", cand.count, scanned=len(nearby))
-                elif cand.graph_count <= exact_limit:
-                    before = cand.nbytes
-                    positions = cand.graph_positions() if cand.graph_count < h else None
-                    self._candidate_cache.grew(cand, before)
-                    d, pos = self.graph.exact(q, kk, positions)
+                elif plan.method == "exact":
+                    d, pos = graph.exact(q, kk, work)
                 else:
-                    selectivity = cand.graph_count / h
-                    ef = min(p.max_ef, max(p.ef_search, kk, math.ceil(p.ef_filter_factor * k / selectivity)))
-                    before = cand.nbytes
-                    bits = cand.graph_bits() if cand.graph_count < h else None
-                    self._candidate_cache.grew(cand, before)
-                    d, pos = self.graph.search(q, kk, ef, bits)
-                    plan = Plan("hnsw", cand.count, ef)
+                    d, pos = graph.search(q, kk, plan.ef, work)
                 valid = pos >= 0
                 parts_d.append(d[valid])
                 parts_p.append(pos[valid].astype(np.int64))
-            if self.tail:
-                d, pos = self._tail_search(q, k, cand.tail_mask)
+            if tail:
+                d, pos = self._tail_search(q, tail, h, cand.tail_mask)
                 parts_d.append(d.astype(np.float32))
                 parts_p.append(pos)
             self.last_plan = plan
@@ -860,6 +847,39 @@ class VectorEngine:
                 dist, pos, key = dist[part], pos[part], key[part]
             order = np.lexsort((pos, key))
             return self._results(dist[order], pos[order])
+        finally:
+            lock.release_shared(token)
+
+    def _plan_graph(self, cand: Candidates, k: int, h: int) -> tuple[Plan, Any]:
+        """Choose how to search the graph's candidates, and prepare that plan's input (under
+        ``_lock``): ``(plan, input)``, the input ``None`` when the graph has nothing to search.
+
+        Inputs: the cells, the candidates grouped by cell and the share to read ("cells"); sorted
+        positions, or ``None`` for all ("exact"); a packed bitmap, or ``None`` for all ("hnsw").
+        """
+        plan = Plan("exact", cand.count)
+        if self.graph is None or not cand.graph_count:
+            return plan, None
+        p = self.params
+        before = cand.nbytes
+        try:
+            cells = self.cells
+            if (
+                p.cells
+                and cells is not None
+                and len(cells) == h
+                and p.cells_min_candidates < cand.graph_count <= p.cells_max_selectivity * h
+            ):
+                share = cells.share(k * h / cand.graph_count)
+                if share <= p.cells_max_share:
+                    return Plan("cells", cand.count), (cells, cand.cell_groups(cells), share)
+            if cand.graph_count <= max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h)):
+                return plan, cand.graph_positions() if cand.graph_count < h else None
+            selectivity = cand.graph_count / h
+            ef = min(p.max_ef, max(p.ef_search, min(k, cand.graph_count), math.ceil(p.ef_filter_factor * k / selectivity)))
+            return Plan("hnsw", cand.count, ef), cand.graph_bits() if cand.graph_count < h else None
+        finally:
+            self._candidate_cache.grew(cand, before)
 
     def _candidates(self, flt: Filter | None, namespace: str | None) -> Candidates:
         """Candidate positions for a filter and namespace, cached until the engine changes."""
