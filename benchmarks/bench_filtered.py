@@ -52,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=HERE.parent / "bench-data", help="corpus.py's output folder")
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--shares", default="1.0", help="cells_max_share values to try besides the default (1.0: always cells)")
+    ap.add_argument("--shares", default="1.0", help="cells_max_share values to try besides the default (1.0: cells whenever they apply)")
     ap.add_argument("--out", type=Path, default=None, help="write a markdown report here")
     args = ap.parse_args()
 
