@@ -295,3 +295,23 @@ def test_cells_plan_merges_the_tail_and_skips_the_dead(tmp_path: Any) -> None:
             assert not set(res.ids) & set(gone)
             assert all(v == "fresh" or int(v[1:]) % 10 == 4 for v in res.ids)
             idx.delete_by_ids(["fresh"])
+
+
+def test_failed_cell_training_is_not_fatal(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells only speed filters up: if training fails, optimize() still completes, filters are
+    answered by the other plans, and training is not retried until the graph has grown."""
+    from likewise.engines import cells as cells_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("k-means failed")
+
+    monkeypatch.setattr(cells_module.Cells, "train", classmethod(broken))
+    x, _group = _clustered(5000, 8, 2)
+    with likewise.open(tmp_path / "d", engine=CELLS) as db:
+        idx = db.create_index("c", dimensions=8, metric="euclidean")
+        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=[{"g": i % 2} for i in range(len(x))])
+        idx.optimize()
+        engine = idx._engine
+        assert engine.cells is None and engine.indexed == 5000 and not engine._cells_due()
+        res = idx.query(x[0], top_k=3, filter={"g": 0})
+        assert res.ids[0] == "v0" and engine.last_plan.method in ("exact", "hnsw")

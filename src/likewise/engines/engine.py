@@ -508,9 +508,10 @@ class VectorEngine:
                 cells.extend_assigned(part)
             picks = np.sort(np.random.default_rng(h + 1).choice(h, min(CALIBRATION_QUERIES, h // 20 or 1), replace=False))
             cells.calibrate(graph.vectors, picks, hold=self._graph_lock.shared)
-        except Exception:
+        except Exception:  # cells only speed filters up: without them the other plans serve
             self._cells_failed_at = h
-            raise
+            log.exception("training cells on %d vectors failed; filtered queries use the other plans", h)
+            return
         with self._graph_lock, self._lock:
             if self.graph is not graph:
                 return
