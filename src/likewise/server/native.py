@@ -26,6 +26,8 @@ from ..errors import BatchTooLargeError, InvalidArgumentError, InvalidIdError
 from ..index import Index
 from ..types import Vector
 from .common import (
+    QUERIES,
+    plain_query,
     as_float_array,
     authorize,
     json_response,
@@ -386,41 +388,13 @@ async def delete_by_ids(name: str, request: Request) -> Response:
 # -- reads -----------------------------------------------------------------------------------------------
 
 
-class _Concurrency:
-    """How many query requests this process is handling right now (one event loop: no lock needed).
-
-    A plain vector query (no filter, namespace or stored fields) takes a fraction of a millisecond;
-    alone, it is answered on the event loop itself, which saves the worker-thread round trip (about
-    a tenth of the time of such a request here). With other queries in flight it goes to a worker
-    thread as before, where faiss searches several at once (the graph is shared by plain queries).
-    """
-
-    def __init__(self) -> None:
-        self.active = 0
-
-    def alone(self) -> bool:
-        return self.active == 1
-
-
-_QUERIES = _Concurrency()
-
-
-def _plain(kwargs: Mapping[str, Any]) -> bool:
-    return (
-        kwargs.get("filter") is None
-        and kwargs.get("namespace") is None
-        and not kwargs.get("return_values")
-        and kwargs.get("return_metadata", "none") in ("none", None, False)
-    )
-
-
 @router.post("/indexes/{name}/query", summary="Nearest vectors to a vector, a stored id or a text", openapi_extra=_body(_QUERY))
 async def query(name: str, request: Request) -> Response:
-    _QUERIES.active += 1
+    QUERIES.active += 1
     try:
         return await _query(name, request)
     finally:
-        _QUERIES.active -= 1
+        QUERIES.active -= 1
 
 
 async def _query(name: str, request: Request) -> Response:
@@ -446,8 +420,11 @@ async def _query(name: str, request: Request) -> Response:
         result = await run(lambda: idx.query_by_id(body["id"], **kwargs))
     elif "vector" in body:
         vector = as_float_array(body["vector"])
-        if _QUERIES.alone() and _plain(kwargs):
-            result = idx.query(vector, **kwargs)  # see _Concurrency: cheaper than a thread hop
+        plain = plain_query(
+            kwargs.get("filter"), kwargs.get("namespace"), kwargs.get("return_values"), kwargs.get("return_metadata", "none")
+        )
+        if plain and QUERIES.alone():
+            result = idx.query(vector, **kwargs)  # see QueryLoad: cheaper than a thread hop
         else:
             result = await run(lambda: idx.query(vector, **kwargs))
     elif "record" in body:
