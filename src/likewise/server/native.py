@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import asdict
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,11 +26,11 @@ from ..index import Index
 from ..types import Vector
 from .common import (
     QUERIES,
-    plain_query,
     as_float_array,
     authorize,
     json_response,
     open_index,
+    plain_query,
     read_json,
     require_object,
     run,
