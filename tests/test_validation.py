@@ -102,6 +102,13 @@ QUERY_ERRORS: list[tuple[str, Callable[[Any], Any], type[E.LikewiseError], str]]
 ]
 
 
+def test_strided_query_vector(idx: Any) -> None:
+    """A float32 view with strides (a column of a matrix) is read as its values, not its buffer."""
+    matrix = np.array([[1, 9], [2, 9], [3, 9]], np.float32)
+    assert idx.query(matrix[:, 0], top_k=1).ids == ["keep"]
+    assert idx.query(matrix[:, 0], top_k=1).matches[0].score == pytest.approx(1.0, abs=1e-6)
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1.0, 1e30])
 def test_query_scale_does_not_matter_under_cosine(idx: Any, scale: float) -> None:
     """Squares of tiny or huge float32 values under- or overflow; the direction still counts."""

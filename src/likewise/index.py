@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .engines import VectorEngine
+from .engines.hnsw import squared_norm, unit
 from .errors import (
     InvalidArgumentError,
     InvalidIdError,
@@ -238,8 +239,11 @@ class Index:
         if filter is None and namespace is None and not return_values and return_metadata == "none":
             # Most queries: nothing to parse or fetch, so go straight to the engine.
             q = self._query_vector(vector)
-            hits = self._engine.search(q, check_top_k(top_k))
-            return QueryResult([Match(vid, score) for vid, _, score in hits])
+            k = check_top_k(top_k)
+            lean = self._engine.nearest(q, k)
+            if lean is not None:
+                return QueryResult([Match(vid, score) for vid, score in lean])
+            return QueryResult([Match(vid, score) for vid, _, score in self._engine.search(q, k)])
         top_k = check_top_k(top_k)
         if return_metadata not in RETURN_METADATA:
             if isinstance(return_metadata, bool):
@@ -285,17 +289,16 @@ class Index:
             type(vector) is np.ndarray
             and vector.dtype == np.float32
             and vector.shape == (self._row.dimensions,)
+            and vector.flags.c_contiguous  # faiss reads the buffer directly
         ):
-            # What embedders and numpy callers pass. One dot product checks it: NaN or ±inf in any
-            # component makes the sum of squares non-finite, and a zero vector makes it 0, so a
-            # finite positive sum proves the vector valid; anything else takes the full checks.
-            # float64, so that squares of tiny or huge float32 values neither under- nor overflow.
-            v64 = vector.astype(np.float64)
-            squares = float(v64 @ v64)
-            if 0.0 < squares < math.inf:
-                if self._cosine:
-                    return (v64 * (1.0 / math.sqrt(squares))).astype(np.float32)
-                return vector
+            # What embedders and numpy callers pass. One sum of squares checks it: NaN or ±inf in
+            # any component makes it non-finite, and a zero vector makes it 0, so a finite positive
+            # sum proves the vector valid; anything else takes the full checks. faiss' float32
+            # kernels: no numpy temporaries and no overflow warnings (a huge vector gives inf and
+            # goes the float64 way below, as does a tiny one whose float32 squares lose precision).
+            squares = squared_norm(vector)
+            if 1e-30 < squares < math.inf:
+                return unit(vector) if self._cosine else vector
         q = as_query_vector(vector, self._row.dimensions, cosine=self._cosine)
         if self._cosine:
             q64 = q.astype(np.float64)

@@ -30,6 +30,7 @@ faiss: Any = _faiss
 
 __all__ = [
     "HnswGraph", "Snapshot", "bitmap_selector", "faiss_metric", "load_snapshot", "release_freed_memory", "save_snapshot",
+    "squared_norm", "unit",
 ]
 
 
@@ -44,6 +45,19 @@ def bitmap_selector(bits: np.ndarray, n: int) -> Any:
     The selector points into ``bits``; the caller keeps ``bits`` alive while searching.
     """
     return faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+
+
+def squared_norm(vector: np.ndarray) -> float:
+    """Sum of squares of a contiguous float32 vector, by faiss' kernel (float32; inf or nan for
+    bad input, with no numpy warning): the query path's validity check costs 0.5 µs this way."""
+    return float(faiss.fvec_norm_L2sqr(faiss.swig_ptr(vector), len(vector)))
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """A unit-length copy of a float32 vector whose sum of squares is finite and positive."""
+    out = vector.copy()
+    faiss.fvec_renorm_L2(len(out), 1, faiss.swig_ptr(out))
+    return out
 
 
 class HnswGraph:
