@@ -5,10 +5,10 @@ Why: a filter that keeps 1-20% of the vectors is the hard case for both other pl
 reads every candidate (10,000 rows at 1% of a million: ~1.5 ms of memory traffic), and filtered
 HNSW has to walk ``1/selectivity`` times further than an unfiltered query because it meets mostly
 non-candidates. Cells read neither: a candidate set is grouped by cell once (cached with the set),
-and a query scores the centroids, then scores exactly the candidates of the nearest cells until it
-has seen ``scan`` of them. The work is ``C·d + scan·d`` whatever the selectivity, and, since the
-scan continues until enough *candidates* were seen, a filter whose members are far from the query
-just visits more cells. No vector is stored twice: the cells hold positions, the rows stay in the
+and a query scores the centroids, then scores exactly the candidates of the nearest cells that hold
+any: a calibrated share of those cells (below), and at least ``floor`` candidates. The work is
+``C·d`` plus that share of the candidates, and a filter whose members are far from the query just
+visits farther cells. No vector is stored twice: the cells hold positions, the rows stay in the
 graph's storage.
 
 The centroids are trained on a sample of the indexed rows (``√n`` cells) and retrained when the
