@@ -7,15 +7,11 @@ The storm version (hundreds of kills, the HTTP server too) belongs to the reliab
 
 from __future__ import annotations
 
-import json
 import shutil
-import os
 import random
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +20,8 @@ import numpy as np
 import pytest
 
 import likewise
-from likewise import Vector
 from likewise import errors as E
+from sigkill import lines_until_killed
 
 WRITER = textwrap.dedent(
     """
@@ -62,22 +58,9 @@ def _run_and_kill(path: Path, seed: int, delay: float) -> list[list[str]]:
         [sys.executable, "-c", WRITER, str(path), str(seed)], stdout=subprocess.PIPE, text=True, bufsize=1
     )
     assert proc.stdout is not None
-    lines: list[list[str]] = []
     ready = proc.stdout.readline()
     assert ready.strip() == "READY", ready
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.endswith("\n"):  # only whole lines were acknowledged
-                lines.append(line.split())
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    thread.join()
+    lines = lines_until_killed(proc, delay)
     return [line[1:] for line in lines if line and line[0] == "ACK"]
 
 

@@ -36,6 +36,7 @@ import likewise
 
 from .conftest import ServerProcess, scaled
 from .oracle import DIM, Oracle, State, vector_for
+from sigkill import lines_until_killed
 
 SERVER_KILLS = scaled(50, 500)
 EMBEDDED_KILLS = scaled(50, 500)
@@ -196,21 +197,7 @@ def _run_writer(path: Path, seed: int, step: int, delay: float) -> list[list[str
     if ready.strip() != "READY":
         proc.kill()
         raise AssertionError(f"writer did not start: {ready!r} (exit {proc.wait()})")
-    lines: list[list[str]] = []
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.endswith("\n"):  # a torn last line was not acknowledged
-                lines.append(line.split())
-
-    thread = threading.Thread(target=reader)
-    thread.start()
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    thread.join()
-    return lines
+    return lines_until_killed(proc, delay)
 
 
 def _replay(lines: list[list[str]], oracle: Oracle) -> tuple[int, bool]:
