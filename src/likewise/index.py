@@ -285,25 +285,14 @@ class Index:
 
     def _query_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
         """The checked query vector, as a unit vector under the cosine metric."""
-        if (
-            type(vector) is np.ndarray
-            and vector.dtype == np.float32
-            and vector.shape == (self._row.dimensions,)
-            and vector.flags.c_contiguous  # faiss reads the buffer directly
-        ):
-            # What embedders and numpy callers pass. One sum of squares checks it: NaN or ±inf in
-            # any component makes it non-finite, and a zero vector makes it 0, so a finite positive
-            # sum proves the vector valid; anything else takes the full checks. faiss' float32
-            # kernels: no numpy temporaries and no overflow warnings (a huge vector gives inf and
-            # goes the float64 way below, as does a tiny one whose float32 squares lose precision).
-            squares = squared_norm(vector)
-            if 1e-30 < squares < math.inf:
-                return unit(vector) if self._cosine else vector
         q = as_query_vector(vector, self._row.dimensions, cosine=self._cosine)
-        if self._cosine:
-            q64 = q.astype(np.float64)
-            q = (q64 / np.linalg.norm(q64)).astype(np.float32)
-        return q
+        if not self._cosine:
+            return q
+        if 1e-30 < squared_norm(q) < math.inf:
+            return unit(q)  # faiss' float32 kernel: no numpy temporaries on the hot path
+        # Squares beyond float32 (huge), or too small to be precise (tiny): the norm in float64.
+        q64 = q.astype(np.float64)
+        return (q64 / np.linalg.norm(q64)).astype(np.float32)
 
     def query_by_id(
         self,
