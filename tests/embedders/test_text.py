@@ -158,7 +158,91 @@ def test_bf16_vectors_are_close_to_fp32(tiny_text_model: Path, tiny: TextEmbedde
 
 
 def test_bad_precision(tiny_text_model: Path) -> None:
-    with pytest.raises(InvalidArgumentError, match="precision must be auto, fp32 or bf16"):
-        TextEmbedder(str(tiny_text_model), precision="fp16")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="precision must be auto, fp32, bf16 or fp16"):
+        TextEmbedder(str(tiny_text_model), precision="int8")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="fp16.*CUDA GPU"):
+        TextEmbedder(str(tiny_text_model), device="cpu", precision="fp16")
     with pytest.raises(InvalidArgumentError, match="bf16.*runs on torch"):
         TextEmbedder(str(tiny_text_model), backend="onnx", precision="bf16")
+
+
+def test_gpu_settings_are_chosen_at_construction(tiny_text_model: Path) -> None:
+    # Construction only (the model loads on first use), so this runs without a GPU.
+    gpu = TextEmbedder(str(tiny_text_model), device="cuda")
+    assert (gpu.backend, gpu.precision, gpu.batch_size) == ("torch", "fp16", 1024)
+    assert gpu.cache_key.endswith("|cuda-fp16")
+    bf16 = TextEmbedder(str(tiny_text_model), device="cuda", precision="bf16", batch_size=100)
+    assert (bf16.precision, bf16.batch_size) == ("bf16", 100)
+    assert bf16.cache_key.endswith("|cuda-bf16")
+    exact = TextEmbedder(str(tiny_text_model), device="cuda", precision="fp32")
+    cpu = TextEmbedder(str(tiny_text_model), precision="fp32")
+    assert exact.cache_key == cpu.cache_key and cpu.batch_size == 64
+
+
+def test_batches_are_length_sorted_padded_and_capped(tiny: TextEmbedder) -> None:
+    tiny.load()
+    tokenizer = tiny._tokenizer
+    assert tokenizer is not None
+    texts = ["word " * n for n in (3, 40, 0, 12, 12, 7, 25)]
+    encodings, _ = tokenizer.encode(texts)
+    longest = max(len(e.ids) for e in encodings)
+    cap = 2 * longest - 1  # the longest texts go one per batch, shorter ones up to three
+    batches = tokenizer.batches(encodings, batch_size=3, max_tokens=cap)
+    seen: list[int] = []
+    for b in batches[:-1]:
+        assert len(b.rows) == min(3, max(1, cap // b.ids.shape[1]))
+    for b in batches:
+        width = b.ids.shape[1]
+        for r, i in enumerate(b.rows):
+            ids = encodings[i].ids
+            assert b.ids[r, : len(ids)].tolist() == ids  # each row holds its own text
+            assert b.mask[r].tolist() == [1] * len(ids) + [0] * (width - len(ids))
+            assert set(b.ids[r, len(ids) :].tolist()) <= {tokenizer.pad_id}
+        seen.extend(b.rows.tolist())
+    assert sorted(seen) == list(range(len(texts)))
+    lengths = [len(encodings[i].ids) for i in seen]
+    assert lengths == sorted(lengths, reverse=True)
+    assert len(batches[0].rows) == 1 and max(len(b.rows) for b in batches) == 3
+
+
+def test_fp16_overflow_switches_to_bf16(tiny_text_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from likewise.embedders import text
+
+    class Overflowing:
+        def pool_into(self, batches: object, out: np.ndarray) -> None:
+            raise text._Overflow()
+
+    made: list[str] = []
+
+    class Replacement:
+        def __init__(self, path: Path, pooling: str, device: str, threads: object, precision: str):
+            made.append(precision)
+
+        def pool_into(self, batches: list, out: np.ndarray) -> None:
+            for b in batches:
+                out[b.rows] = 1.0
+
+    embedder = TextEmbedder(str(tiny_text_model), device="cuda")
+    embedder._tokenizer = text._Tokenizer(embedder.resolved.path, embedder.config, embedder.max_length)
+    embedder._runner = Overflowing()  # as if loaded on a GPU
+    monkeypatch.setattr(text, "_TorchRunner", Replacement)
+    monkeypatch.setattr(text, "_cuda_bf16", lambda: True)
+    with pytest.warns(UserWarning, match="overflowed in fp16.*switching to bf16"):
+        vectors = embedder.embed_batch(["a", "b", "c"])
+    assert made == ["bf16"] and embedder.precision == "bf16"
+    assert embedder.cache_key.endswith("|cuda-bf16")
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+
+
+def test_batch_widths_round_up_to_the_padding_multiple(tiny: TextEmbedder) -> None:
+    tiny.load()
+    tokenizer = tiny._tokenizer
+    assert tokenizer is not None
+    texts = ["word " * n for n in (0, 1, 5, 9, 200)]
+    plain = TextEmbedder(str(tiny.resolved.path), backend="onnx", batch_size=1)
+    encodings, _ = tokenizer.encode(texts)
+    widths = [b.ids.shape[1] for b in tokenizer.batches(encodings, 1, pad_to=8)]
+    assert all(w % 8 == 0 or w == tiny.max_length for w in widths) and max(widths) == tiny.max_length
+    padded = TextEmbedder(str(tiny.resolved.path), backend="onnx", batch_size=1)
+    padded._pad_to = 8  # masked padding: the same vectors
+    np.testing.assert_allclose(padded.embed_batch(texts), plain.embed_batch(texts), atol=1e-5)
