@@ -9,13 +9,14 @@ module to.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from ..filters import MISSING, Condition, Scalar
 
-__all__ = ["Column", "KIND_MISSING", "KIND_NULL", "KIND_BOOL", "KIND_NUMBER", "KIND_STRING", "KIND_OTHER"]
+__all__ = ["KIND_BOOL", "KIND_MISSING", "KIND_NULL", "KIND_NUMBER", "KIND_OTHER", "KIND_STRING", "Column"]
 
 KIND_MISSING, KIND_NULL, KIND_BOOL, KIND_NUMBER, KIND_STRING, KIND_OTHER = range(6)
 
@@ -103,7 +104,7 @@ class Column:
         self.code.extend(codes)
 
     @classmethod
-    def from_sqlite(cls, size: int, positions: np.ndarray, values: list[Any], types: list[str | None]) -> "Column":
+    def from_sqlite(cls, size: int, positions: np.ndarray, values: list[Any], types: list[str | None]) -> Column:
         """Build from ``json_extract``/``json_type`` results for the given positions (others missing)."""
         col = cls(size)
         kinds = np.zeros(size, dtype=np.int8)
@@ -150,7 +151,7 @@ class Column:
         }
 
     @classmethod
-    def unpack(cls, arrays: dict[str, np.ndarray]) -> "Column":
+    def unpack(cls, arrays: dict[str, np.ndarray]) -> Column:
         """The column :meth:`pack` saved (its string table may hold strings of later positions)."""
         kind = arrays["kind"]
         col = cls(len(kind))

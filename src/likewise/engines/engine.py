@@ -1,4 +1,4 @@
-"""The in-memory search engine of one index: positions, the HNSW graph, the unindexed tail, the planner.
+"""The in-memory search engine of one index: positions, the HNSW graph, the unindexed tail, queries.
 
 Every stored vector has a *position* (its order of arrival). Positions ``0 .. h-1`` live in the HNSW
 graph (:mod:`.hnsw`); positions ``h .. n-1`` are the *tail*, plain float32 chunks searched exactly.
@@ -7,12 +7,10 @@ committed them and are visible to the very next query (the tail is searched exac
 catches up. Deleted and replaced vectors are marked dead and skipped by a bitmap inside faiss; when
 too many are dead the engine compacts (moves the living back to the tail and rebuilds).
 
-The planner: with no graph, or when the filter leaves few candidates, search exactly over the
-candidates (filter first, as Vectorize). A selective filter (up to ``cells_max_selectivity`` of the
-graph) scores exactly the candidates in the coarse cells nearest the query (:mod:`.cells`). A broad
-one searches the graph restricted to the candidates, with ``efSearch`` raised in proportion to how
-selective the filter is. Either way the tail is searched exactly and the two lists are merged, so
-results are always the top-k of the filtered set.
+Queries: a plain one searches the graph alone while the graph lock is held shared. A filtered one
+becomes a candidate set, and the planner (:mod:`.planner`) picks exact, cells or filtered-HNSW
+search for the set's graph positions; the tail is searched exactly and the two lists are merged,
+so results are always the top-k of the filtered set (filter first, as Vectorize).
 """
 
 from __future__ import annotations
@@ -21,21 +19,22 @@ import json
 import logging
 import math
 import threading
-from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..filters import Filter, lookup
-from .cells import CALIBRATION_QUERIES, SAMPLE_PER_CELL, CellGroups, Cells, cell_count
+from .cells import CALIBRATION_QUERIES, SAMPLE_PER_CELL, Cells, cell_count
 from .columns import Column, _Growable
 from .hnsw import HnswGraph, Snapshot, load_snapshot, release_freed_memory, save_snapshot
 from .ids import IdTable
+from .planner import CandidateCache, Candidates, Plan, choose_plan
 from .rwlock import SharedLock
 
-__all__ = ["EngineParams", "VectorEngine", "Plan", "StoreView"]
+__all__ = ["EngineParams", "Plan", "StoreView", "VectorEngine"]
 
 log = logging.getLogger("likewise.engine")
 
@@ -97,108 +96,6 @@ class EngineParams:
     background: bool = True
 
 
-@dataclass
-class Candidates:
-    """The positions a query may return, prepared once per (filter, namespace, engine version).
-
-    Over the graph's positions a set is kept in the form its plan reads: sorted ``positions`` for
-    exact search (scored by faiss straight from the graph's storage), a packed bitmap ``bits`` for
-    faiss' ``IDSelectorBitmap`` in filtered HNSW; either is derived from the other when a query with
-    another ``top_k`` needs the other plan. Both ``None``: every graph position is a candidate.
-    """
-
-    count: int  # living candidates in all
-    graph_count: int  # of those, in the graph
-    graph_size: int  # positions the graph covered when this was built
-    tail_mask: np.ndarray | None  # over the tail's positions; None = every tail position
-    positions: np.ndarray | None = None
-    bits: np.ndarray | None = None
-    groups: CellGroups | None = None  # the graph positions grouped by cell, for the cells plan
-
-    @property
-    def nbytes(self) -> int:
-        arrays = sum(a.nbytes for a in (self.tail_mask, self.positions, self.bits) if a is not None)
-        return arrays + (self.groups.nbytes if self.groups is not None else 0)
-
-    def cell_groups(self, cells: Cells) -> CellGroups:
-        if self.groups is None:
-            self.groups = cells.group(self.graph_positions())
-        return self.groups
-
-    def graph_positions(self) -> np.ndarray:
-        if self.positions is None:
-            assert self.bits is not None
-            mask = np.unpackbits(self.bits, count=self.graph_size, bitorder="little")
-            self.positions = np.flatnonzero(mask)
-        return self.positions
-
-    def graph_bits(self) -> np.ndarray:
-        if self.bits is None:
-            assert self.positions is not None
-            mask = np.zeros(self.graph_size, dtype=np.bool_)
-            mask[self.positions] = True
-            self.bits = np.packbits(mask, bitorder="little")
-        return self.bits
-
-    def contains(self, positions: np.ndarray) -> np.ndarray:
-        """Which of these (living) positions are candidates."""
-        h = self.graph_size
-        ok = np.ones(len(positions), dtype=np.bool_)
-        in_graph = positions < h
-        if self.positions is not None or self.bits is not None:
-            g = positions[in_graph]
-            if self.bits is not None:
-                ok[in_graph] = (self.bits[g >> 3] >> (g & 7)) & 1 == 1
-            else:
-                have = self.graph_positions()
-                found = np.minimum(np.searchsorted(have, g), max(len(have) - 1, 0))
-                ok[in_graph] = (have[found] == g) if len(have) else False
-        if self.tail_mask is not None:
-            t = positions[~in_graph] - h
-            ok[~in_graph] = self.tail_mask[t]
-        return ok
-
-
-class _CandidateCache:
-    """Candidate sets by (filter, namespace), least recently used first out, bounded in bytes."""
-
-    def __init__(self, max_bytes: int = 64 << 20, max_entries: int = 4096) -> None:
-        self._entries: OrderedDict[tuple[Filter | None, str | None], Candidates] = OrderedDict()
-        self._bytes = 0
-        self.max_bytes, self.max_entries = max_bytes, max_entries
-
-    def get(self, key: tuple[Filter | None, str | None]) -> Candidates | None:
-        cand = self._entries.get(key)
-        if cand is not None:
-            self._entries.move_to_end(key)
-        return cand
-
-    def put(self, key: tuple[Filter | None, str | None], cand: Candidates) -> None:
-        self._entries[key] = cand
-        self._bytes += cand.nbytes
-        while len(self._entries) > 1 and (self._bytes > self.max_bytes or len(self._entries) > self.max_entries):
-            _, old = self._entries.popitem(last=False)
-            self._bytes -= old.nbytes
-
-    def grew(self, cand: Candidates, before: int) -> None:
-        """A cached entry derived another form of its set (bits from positions or the reverse)."""
-        self._bytes += cand.nbytes - before
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self._bytes = 0
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How a query was answered (for tests, benchmarks and ``explain``)."""
-
-    method: str  # "exact" | "hnsw" | "cells" | "empty"
-    candidates: int
-    ef: int = 0
-    scanned: int = 0  # cells plan: candidates scored exactly
-
-
 class VectorEngine:
     """Search structure of one index. Thread-safe; all state changes happen under one lock."""
 
@@ -235,7 +132,7 @@ class VectorEngine:
         self.namespaces: Column | None = None
         self._alive_mask_cache: np.ndarray | None = None
         self._version = 0  # bumped on every change of positions, liveness or graph coverage
-        self._candidate_cache = _CandidateCache()
+        self._candidate_cache = CandidateCache()
         self._snapshot_count = 0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -781,7 +678,7 @@ class VectorEngine:
             if self.dead or self.tail or graph is None:
                 return None
             ef = self.params.ef_search
-            if k > ef:
+            if k > ef:  # noqa: PLR1730 - a comparison is cheaper than a max() call on the hot path
                 ef = k
             d, pos = graph.search(q, k, ef, None)
             self._lean_plan = (self.labels.size, ef)  # nothing is dead: size is the count
@@ -866,33 +763,11 @@ class VectorEngine:
             lock.release_shared(token)
 
     def _plan_graph(self, cand: Candidates, k: int, h: int) -> tuple[Plan, Any]:
-        """Choose how to search the graph's candidates, and prepare that plan's input (under
-        ``_lock``): ``(plan, input)``, the input ``None`` when the graph has nothing to search.
-
-        Inputs: the cells, the candidates grouped by cell and the share to read ("cells"); sorted
-        positions, or ``None`` for all ("exact"); a packed bitmap, or ``None`` for all ("hnsw").
-        """
-        plan = Plan("exact", cand.count)
-        if self.graph is None or not cand.graph_count:
-            return plan, None
-        p = self.params
+        """The plan for the graph's candidates and its input (see :func:`.planner.choose_plan`),
+        under ``_lock``; derived forms of the set are counted in the candidate cache."""
         before = cand.nbytes
         try:
-            cells = self.cells
-            if (
-                p.cells
-                and cells is not None
-                and len(cells) == h
-                and p.cells_min_candidates < cand.graph_count <= p.cells_max_selectivity * h
-            ):
-                share = cells.share(k * h / cand.graph_count)
-                if share <= p.cells_max_share:
-                    return Plan("cells", cand.count), (cells, cand.cell_groups(cells), share)
-            if cand.graph_count <= max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h)):
-                return plan, cand.graph_positions() if cand.graph_count < h else None
-            selectivity = cand.graph_count / h
-            ef = min(p.max_ef, max(p.ef_search, min(k, cand.graph_count), math.ceil(p.ef_filter_factor * k / selectivity)))
-            return Plan("hnsw", cand.count, ef), cand.graph_bits() if cand.graph_count < h else None
+            return choose_plan(cand, k, h, self.params, self.cells, self.graph is not None)
         finally:
             self._candidate_cache.grew(cand, before)
 
@@ -901,20 +776,7 @@ class VectorEngine:
         key = (flt, namespace)
         cand = self._candidate_cache.get(key)
         if cand is None:
-            h = self.indexed
-            mask = self.mask(flt, namespace)
-            if mask is None:
-                cand = Candidates(self.count, h, h, None)
-            else:
-                graph_mask = mask[:h]
-                graph_count = int(np.count_nonzero(graph_mask))
-                tail_mask = mask[h:].copy()
-                cand = Candidates(graph_count + int(np.count_nonzero(tail_mask)), graph_count, h, tail_mask)
-                if graph_count < h:  # keep the smaller form; the other is derived when needed
-                    if graph_count * 64 < h:
-                        cand.positions = np.flatnonzero(graph_mask)
-                    else:
-                        cand.bits = np.packbits(graph_mask, bitorder="little")
+            cand = Candidates.build(self.mask(flt, namespace), self.count, self.indexed)
             self._candidate_cache.put(key, cand)
         return cand
 
@@ -925,7 +787,8 @@ class VectorEngine:
     def _score_list(self, distance: list[float]) -> list[float]:
         """:meth:`scores` for a few distances, in plain Python (cheaper than numpy for k ≈ 10)."""
         if self.metric == "cosine":
-            return [1.0 if x > 1.0 else -1.0 if x < -1.0 else x for x in distance]
+            # Comparisons, not min/max calls: this runs for every result of every query.
+            return [1.0 if x > 1.0 else -1.0 if x < -1.0 else x for x in distance]  # noqa: FURB136
         if self.metric == "dot-product":
             return [-x for x in distance]
         return [math.sqrt(x) if x > 0.0 else 0.0 for x in distance]

@@ -8,7 +8,7 @@ id never changes: an upsert of an existing id gets a new position and the old on
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class IdTable:
         return self._offsets[: upto + 1].copy(), self._blob[:end]
 
     @classmethod
-    def of(cls, ids: Sequence[str]) -> "IdTable":
+    def of(cls, ids: Sequence[str]) -> IdTable:
         table = cls()
         table.extend(ids)
         return table

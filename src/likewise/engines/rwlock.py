@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 __all__ = ["FAST", "OWNED", "SLOW", "SharedLock"]
 
@@ -56,11 +55,11 @@ class SharedLock:
                 self._writer = None
                 self._cond.notify_all()
 
-    def __enter__(self) -> "SharedLock":
+    def __enter__(self) -> SharedLock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()
 
     def acquire_shared(self) -> int:

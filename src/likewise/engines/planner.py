@@ -1,0 +1,183 @@
+"""The planner of filtered queries: which positions may be returned, and how to search them.
+
+A query with a filter or a namespace first becomes a :class:`Candidates` set (built once per
+filter, namespace and engine state, and kept in a :class:`CandidateCache`). :func:`choose_plan`
+then picks how to search the set's graph positions, from its size and the data's calibration:
+
+* **exact**: few candidates (up to max(``exact_max_candidates``, ``exact_sqrt_factor``·√(k·h)))
+  are scored exactly, straight from the graph's storage;
+* **cells**: a selective set (more than ``cells_min_candidates``, up to ``cells_max_selectivity`` of
+  the graph) where the calibrated cells (:mod:`.cells`) hold a query's neighbours in a small share
+  of themselves: the candidates of the nearest cells are scored exactly;
+* **hnsw**: a broad set is searched in the graph restricted to a bitmap of the candidates, with
+  ``efSearch`` raised in proportion to how selective the filter is.
+
+The engine (:mod:`.engine`) runs the plan and searches its unindexed tail exactly beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..filters import Filter
+from .cells import CellGroups, Cells
+
+if TYPE_CHECKING:
+    from .engine import EngineParams
+
+__all__ = ["CandidateCache", "Candidates", "Plan", "choose_plan"]
+
+
+@dataclass
+class Candidates:
+    """The positions a query may return, prepared once per (filter, namespace, engine version).
+
+    Over the graph's positions a set is kept in the form its plan reads: sorted ``positions`` for
+    exact search (scored by faiss straight from the graph's storage), a packed bitmap ``bits`` for
+    faiss' ``IDSelectorBitmap`` in filtered HNSW; either is derived from the other when a query with
+    another ``top_k`` needs the other plan. Both ``None``: every graph position is a candidate.
+    """
+
+    count: int  # living candidates in all
+    graph_count: int  # of those, in the graph
+    graph_size: int  # positions the graph covered when this was built
+    tail_mask: np.ndarray | None  # over the tail's positions; None = every tail position
+    positions: np.ndarray | None = None
+    bits: np.ndarray | None = None
+    groups: CellGroups | None = None  # the graph positions grouped by cell, for the cells plan
+
+    @classmethod
+    def build(cls, mask: np.ndarray | None, count: int, h: int) -> Candidates:
+        """The set for a mask over every position (``None``: all ``count`` living vectors pass),
+        the first ``h`` positions being the graph's."""
+        if mask is None:
+            return cls(count, h, h, None)
+        graph_mask = mask[:h]
+        graph_count = int(np.count_nonzero(graph_mask))
+        tail_mask = mask[h:].copy()
+        cand = cls(graph_count + int(np.count_nonzero(tail_mask)), graph_count, h, tail_mask)
+        if graph_count < h:  # keep the smaller form; the other is derived when needed
+            if graph_count * 64 < h:
+                cand.positions = np.flatnonzero(graph_mask)
+            else:
+                cand.bits = np.packbits(graph_mask, bitorder="little")
+        return cand
+
+    @property
+    def nbytes(self) -> int:
+        arrays = sum(a.nbytes for a in (self.tail_mask, self.positions, self.bits) if a is not None)
+        return arrays + (self.groups.nbytes if self.groups is not None else 0)
+
+    def cell_groups(self, cells: Cells) -> CellGroups:
+        if self.groups is None:
+            self.groups = cells.group(self.graph_positions())
+        return self.groups
+
+    def graph_positions(self) -> np.ndarray:
+        if self.positions is None:
+            assert self.bits is not None
+            mask = np.unpackbits(self.bits, count=self.graph_size, bitorder="little")
+            self.positions = np.flatnonzero(mask)
+        return self.positions
+
+    def graph_bits(self) -> np.ndarray:
+        if self.bits is None:
+            assert self.positions is not None
+            mask = np.zeros(self.graph_size, dtype=np.bool_)
+            mask[self.positions] = True
+            self.bits = np.packbits(mask, bitorder="little")
+        return self.bits
+
+    def contains(self, positions: np.ndarray) -> np.ndarray:
+        """Which of these (living) positions are candidates."""
+        h = self.graph_size
+        ok = np.ones(len(positions), dtype=np.bool_)
+        in_graph = positions < h
+        if self.positions is not None or self.bits is not None:
+            g = positions[in_graph]
+            if self.bits is not None:
+                ok[in_graph] = (self.bits[g >> 3] >> (g & 7)) & 1 == 1
+            else:
+                have = self.graph_positions()
+                found = np.minimum(np.searchsorted(have, g), max(len(have) - 1, 0))
+                ok[in_graph] = (have[found] == g) if len(have) else False
+        if self.tail_mask is not None:
+            t = positions[~in_graph] - h
+            ok[~in_graph] = self.tail_mask[t]
+        return ok
+
+
+class CandidateCache:
+    """Candidate sets by (filter, namespace), least recently used first out, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 64 << 20, max_entries: int = 4096) -> None:
+        self._entries: OrderedDict[tuple[Filter | None, str | None], Candidates] = OrderedDict()
+        self._bytes = 0
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+
+    def get(self, key: tuple[Filter | None, str | None]) -> Candidates | None:
+        cand = self._entries.get(key)
+        if cand is not None:
+            self._entries.move_to_end(key)
+        return cand
+
+    def put(self, key: tuple[Filter | None, str | None], cand: Candidates) -> None:
+        self._entries[key] = cand
+        self._bytes += cand.nbytes
+        while len(self._entries) > 1 and (self._bytes > self.max_bytes or len(self._entries) > self.max_entries):
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def grew(self, cand: Candidates, before: int) -> None:
+        """A cached entry derived another form of its set (bits from positions or the reverse)."""
+        self._bytes += cand.nbytes - before
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a query was answered (for tests, benchmarks and ``explain``)."""
+
+    method: str  # "exact" | "hnsw" | "cells" | "empty"
+    candidates: int
+    ef: int = 0
+    scanned: int = 0  # cells plan: candidates scored exactly
+
+
+def choose_plan(
+    cand: Candidates, k: int, h: int, p: EngineParams, cells: Cells | None, graph: bool
+) -> tuple[Plan, Any]:
+    """How to search the graph's ``h`` positions for the top ``k`` of ``cand``, and that plan's
+    input: ``(plan, input)``, the input ``None`` when the graph has nothing to search.
+
+    Inputs: the cells, the candidates grouped by cell and the share to read ("cells"); sorted
+    positions, or ``None`` for all ("exact"); a packed bitmap, or ``None`` for all ("hnsw").
+    """
+    plan = Plan("exact", cand.count)
+    if not graph or not cand.graph_count:
+        return plan, None
+    if (
+        p.cells
+        and cells is not None
+        and len(cells) == h
+        and p.cells_min_candidates < cand.graph_count <= p.cells_max_selectivity * h
+    ):
+        share = cells.share(k * h / cand.graph_count)
+        if share <= p.cells_max_share:
+            return Plan("cells", cand.count), (cells, cand.cell_groups(cells), share)
+    if cand.graph_count <= max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h)):
+        return plan, cand.graph_positions() if cand.graph_count < h else None
+    selectivity = cand.graph_count / h
+    ef = min(
+        p.max_ef,
+        max(p.ef_search, min(k, cand.graph_count), math.ceil(p.ef_filter_factor * k / selectivity)),
+    )
+    return Plan("hnsw", cand.count, ef), cand.graph_bits() if cand.graph_count < h else None
