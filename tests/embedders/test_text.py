@@ -177,6 +177,8 @@ def test_gpu_settings_are_chosen_at_construction(tiny_text_model: Path) -> None:
     exact = TextEmbedder(str(tiny_text_model), device="cuda", precision="fp32")
     cpu = TextEmbedder(str(tiny_text_model), precision="fp32")
     assert exact.cache_key == cpu.cache_key and cpu.batch_size == 64
+    bf16_cpu = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="bf16")
+    assert (bf16_cpu.batch_size, bf16_cpu._pad_to) == (32, 16)
 
 
 def test_batches_are_length_sorted_padded_and_capped(tiny: TextEmbedder) -> None:

@@ -65,7 +65,7 @@ def _cache_note(embedder: Any) -> dict[str, int] | None:
     "--batch-size",
     type=int,
     default=None,
-    help="Texts per model call [default: 64 on a CPU, 1024 on a GPU].",
+    help="Texts per model call [default: 64 on a CPU, 32 in bf16, 1024 on a GPU].",
 )
 @click.option("--threads", type=int, default=None, help="CPU threads [default: all cores].")
 @click.option(
