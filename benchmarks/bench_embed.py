@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import lzma
 import os
 import platform
 import subprocess
@@ -28,6 +29,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -53,8 +55,10 @@ def wait_for(path: Path, settle_s: float = 10.0, timeout_s: float = 1800.0) -> N
 
 
 def load_texts(path: Path, n: int) -> list[str]:
+    """The first ``n`` non-empty ``text`` fields of a JSON-lines file (``.xz``-compressed or not)."""
     texts: list[str] = []
-    with path.open(encoding="utf-8") as f:
+    opener: Any = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             text = json.loads(line).get("text") or ""
             if text.strip():

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import lzma
 import os
 import platform
 import statistics
@@ -45,23 +44,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_embed import load_texts  # the same reader as the CPU benchmark
+
 DEFAULT = "likewise fp16 (default)"
 ANCHOR = "sentence-transformers (anchor)"
 NO_PAD = "likewise fp16, widths not rounded to 16"
-sys.path.insert(0, str(ROOT / "src"))
-
-
-def load_texts(path: Path, n: int) -> list[str]:
-    opener: Callable[..., Any] = lzma.open if path.suffix == ".xz" else open
-    texts: list[str] = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            text = json.loads(line).get("text") or ""
-            if text.strip():
-                texts.append(text)
-                if len(texts) == n:
-                    break
-    return texts
 
 
 def timed_rounds(

@@ -21,6 +21,7 @@ HTTP limit) is sent as several requests, each atomic on its own.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import threading
@@ -218,13 +219,13 @@ class Client:
             payload["metric"] = metric
         if model is not None:
             payload["model"] = model
-        return RemoteIndex(self, IndexConfig(**self._request("POST", "/v1/indexes", payload)))
+        return RemoteIndex(self, _index_config(self._request("POST", "/v1/indexes", payload)))
 
     def index(self, name: str) -> RemoteIndex:
-        return RemoteIndex(self, IndexConfig(**self._request("GET", f"/v1/indexes/{_seg(name)}")))
+        return RemoteIndex(self, _index_config(self._request("GET", f"/v1/indexes/{_seg(name)}")))
 
     def list_indexes(self) -> list[IndexConfig]:
-        return [IndexConfig(**c) for c in self._request("GET", "/v1/indexes")["indexes"]]
+        return [_index_config(c) for c in self._request("GET", "/v1/indexes")["indexes"]]
 
     def delete_index(self, name: str) -> None:
         self._request("DELETE", f"/v1/indexes/{_seg(name)}")
@@ -256,6 +257,12 @@ def _seg(value: str) -> str:
     return quote(str(value), safe="")
 
 
+def _index_config(data: Mapping[str, Any]) -> IndexConfig:
+    # Fields a newer server adds are left out rather than failing this client.
+    known = {f.name for f in dataclasses.fields(IndexConfig)}
+    return IndexConfig(**{k: v for k, v in data.items() if k in known})
+
+
 class RemoteIndex:
     """One index on a likewise server, with the interface of :class:`likewise.Index`."""
 
@@ -279,6 +286,11 @@ class RemoteIndex:
     @property
     def config(self) -> IndexConfig:
         return self._config
+
+    @property
+    def has_embedder(self) -> bool:
+        """Whether the index is bound to an embedder on the server (``query_text`` works)."""
+        return self._config.embedder is not None
 
     def __repr__(self) -> str:
         return f"RemoteIndex(name={self.name!r}, dimensions={self.dimensions}, metric={self.metric!r})"

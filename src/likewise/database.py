@@ -89,6 +89,7 @@ class Database:
             metric=row.metric,  # type: ignore[arg-type]
             description=row.description,
             model=extra.get("model"),
+            embedder=(extra.get("embedder") or {}).get("kind"),
             created_on=row.created_on,
             modified_on=row.modified_on,
         )

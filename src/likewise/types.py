@@ -114,7 +114,8 @@ class IndexConfig:
     dimensions: int
     metric: Metric
     description: str | None = None
-    model: str | None = None
+    model: str | None = None  # the text model the index embeds with, if any
+    embedder: str | None = None  # the kind of embedder it is bound to: text, records, items, images
     created_on: str = ""
     modified_on: str = ""
 

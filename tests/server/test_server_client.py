@@ -82,3 +82,10 @@ def test_record_indexes_work_remotely(tmp_path: Path) -> None:
             idx.upsert_images([("x", "/etc/passwd")])
     assert db.index("cities").info().vector_count == 3  # the app did not close a database it was given
     db.close()
+
+
+def test_client_reads_index_descriptions_of_newer_servers() -> None:
+    from likewise.client import _index_config
+
+    config = _index_config({"name": "a", "dimensions": 3, "metric": "cosine", "added_later": {"x": 1}})
+    assert (config.name, config.dimensions, config.embedder) == ("a", 3, None)

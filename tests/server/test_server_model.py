@@ -47,10 +47,16 @@ def test_client_indexes_texts_like_the_embedded_database(real: ThreadedServer, t
     with likewise.Client(real.url) as client:
         remote = client.create_index("notes", model=MODEL)
         assert (remote.dimensions, remote.metric, remote.config.model) == (384, "cosine", MODEL)
+        assert remote.has_embedder and remote.config.embedder == "text"
+        plain = client.create_index("plain", dimensions=3)
+        assert not plain.has_embedder and plain.config.embedder is None
+        assert client.index("notes").has_embedder  # as described by the server
         remote.upsert_texts(items)
         got = remote.query_text("a kitten on a rug", top_k=2, return_metadata="all")
     with likewise.open(tmp_path / "local") as db:
         local = db.create_index("notes", model=MODEL)
+        assert local.has_embedder and local.config == db.list_indexes()[0]
+        assert local.config.embedder == "text"
         local.upsert_texts(items)
         want = local.query_text("a kitten on a rug", top_k=2, return_metadata="all")
     assert got.ids == want.ids == ["cat", "rates"]
