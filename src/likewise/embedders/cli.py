@@ -74,7 +74,7 @@ def _cache_note(embedder: Any) -> dict[str, int] | None:
     default="auto",
     show_default=True,
     help="On a CPU: bf16 (torch, about 2x faster, cosine 0.99999 to fp32) or fp32 (ONNX Runtime); "
-    "auto takes bf16 where the CPU has AMX-BF16. On a GPU: bf16 (auto), fp16 or fp32.",
+    "auto takes bf16 where the CPU has AMX-BF16. On a GPU: fp16 (auto), bf16 or fp32.",
 )
 @click.option(
     "--cache/--no-cache",

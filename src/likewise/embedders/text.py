@@ -528,12 +528,14 @@ class TextEmbedder(Embedder[str]):
     ``precision`` on a CPU: ``"fp32"`` (ONNX Runtime, or torch), ``"bf16"`` (torch with bfloat16
     matrix products), ``"auto"`` (bf16 where the CPU has AMX-BF16 and torch is installed, else
     fp32). bf16 measured about 2x faster than fp32 on an AMX Xeon with a mean cosine of 0.99999 to
-    the fp32 vectors (docs/benchmarks-embed.md). On a GPU: ``"bf16"``, ``"fp16"`` or ``"fp32"``
-    weights; ``"auto"`` is bf16 (fp16 on GPUs older than Ampere). Vectors of any precision but fp32
-    are cached apart from fp32 ones.
+    the fp32 vectors (docs/benchmarks-embed.md). On a GPU: ``"fp16"``, ``"bf16"`` or ``"fp32"``
+    weights; ``"auto"`` is fp16 (measured faster than bf16 and closer to fp32), and a model that
+    overflows it switches to bf16 (fp32 on GPUs without bf16) with a warning. Vectors of any
+    precision but fp32 are cached apart from fp32 ones.
 
-    ``batch_size``: texts per model call (64 on a CPU, 32 in bf16; 1,024 on a GPU, where a batch holds at
-    most 131,072 padded tokens). ``pooling`` and ``max_length`` override the model's own settings.
+    ``batch_size``: texts per model call (64 on a CPU, 32 in bf16; 1,024 on a GPU, where a batch
+    holds at most 131,072 padded tokens). ``pooling`` and ``max_length`` override the model's own
+    settings.
     ``threads`` caps CPU threads. ``cache`` puts a persistent :class:`EmbeddingCache` in front
     (``True`` for the default file, or a path/object).
     The model itself loads on first use (or :meth:`load`), so construction is cheap.
