@@ -38,7 +38,10 @@ def test_file_to_npy_with_cache(tiny_text_model: Path, tmp_path: Path) -> None:
     assert vectors.shape == (len(lines), 32) and vectors.dtype == np.float32
     np.testing.assert_array_equal(vectors[1], vectors[-1])
     assert summary["count"] == len(lines) and summary["texts_per_second"] > 0
-    assert summary["cache"]["misses"] == len(lines)
+    # Every distinct line missed; the repeated one is a hit if the CLI's chunks put it apart from
+    # its first copy (the chunk size follows the device's batch size), else a second miss.
+    cache = summary["cache"]
+    assert cache["hits"] + cache["misses"] == len(lines) and cache["misses"] >= len(set(lines))
 
     # Second run: everything comes from the persistent cache; the human summary says so.
     result = CliRunner().invoke(embed, args[:-1])
