@@ -248,3 +248,19 @@ def test_batch_widths_round_up_to_the_padding_multiple(tiny: TextEmbedder) -> No
     padded = TextEmbedder(str(tiny.resolved.path), backend="onnx", batch_size=1)
     padded._pad_to = 8  # masked padding: the same vectors
     np.testing.assert_allclose(padded.embed_batch(texts), plain.embed_batch(texts), atol=1e-5)
+
+
+def test_the_gpu_batch_path_gives_the_cpu_vectors(tiny_text_model: Path) -> None:
+    # CI has no GPU: run the runner's GPU branch (mask built from lengths on the device, rows
+    # gathered on the device, one copy back, widths rounded to 16) with CPU tensors standing in.
+    torch = pytest.importorskip("torch")
+    texts = ["a", "a longer text with more words in it", "", "mid length text"] * 3
+    reference = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="fp32")
+    gpu_like = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="fp32", batch_size=5)
+    gpu_like.load()
+    runner = gpu_like._runner
+    assert runner is not None
+    runner._cuda = True  # type: ignore[attr-defined]
+    runner._upload = torch.from_numpy  # type: ignore[attr-defined]
+    gpu_like._pad_to, gpu_like._max_tokens = 16, 64
+    np.testing.assert_allclose(gpu_like.embed_batch(texts), reference.embed_batch(texts), atol=1e-6)
