@@ -431,11 +431,8 @@ def _check_filter(idx: Index, raw: Any) -> Any:
 
 @router.post(V2 + "/{index_name}/query", summary="Vectorize: query")
 async def query(account_id: str, index_name: str, request: Request) -> Response:
-    QUERIES.active += 1
-    try:
+    with QUERIES.counted():
         return await _query(account_id, index_name, request)
-    finally:
-        QUERIES.active -= 1
 
 
 async def _query(account_id: str, index_name: str, request: Request) -> Response:
@@ -462,7 +459,7 @@ async def _query(account_id: str, index_name: str, request: Request) -> Response
         return idx.query(as_float_array(vector), **kwargs)
 
     plain = vector is not None and plain_query(body.get("filter"), body.get("namespace"), return_values, return_metadata)
-    result = work() if plain and QUERIES.alone() else await run(work)  # see QueryLoad
+    result = await QUERIES.answer(work, plain)
     return ok(result.to_dict())
 
 

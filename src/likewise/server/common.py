@@ -9,7 +9,8 @@ FastAPI's response-model machinery: it is the largest per-request cost on small 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -78,14 +79,27 @@ class QueryLoad:
     alone, it is answered on the event loop itself, which saves the worker-thread round trip (about
     a tenth of the time of such a request here). With other queries in flight it goes to a worker
     thread as before, where faiss searches several at once. Both the native and the Vectorize
-    query routes count here.
+    query routes count here (:meth:`counted`) and answer through :meth:`answer`.
     """
 
     def __init__(self) -> None:
         self.active = 0
 
-    def alone(self) -> bool:
-        return self.active == 1
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        """Count one query request while the block runs."""
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+    async def answer(self, work: Callable[[], T], plain: bool) -> T:
+        """``work()`` on the event loop when it is a plain query and the only one, else in a
+        worker thread."""
+        if plain and self.active == 1:
+            return work()
+        return await run(work)
 
 
 QUERIES = QueryLoad()

@@ -389,11 +389,8 @@ async def delete_by_ids(name: str, request: Request) -> Response:
 
 @router.post("/indexes/{name}/query", summary="Nearest vectors to a vector, a stored id or a text", openapi_extra=_body(_QUERY))
 async def query(name: str, request: Request) -> Response:
-    QUERIES.active += 1
-    try:
+    with QUERIES.counted():
         return await _query(name, request)
-    finally:
-        QUERIES.active -= 1
 
 
 async def _query(name: str, request: Request) -> Response:
@@ -422,10 +419,7 @@ async def _query(name: str, request: Request) -> Response:
         plain = plain_query(
             kwargs.get("filter"), kwargs.get("namespace"), kwargs.get("return_values"), kwargs.get("return_metadata", "none")
         )
-        if plain and QUERIES.alone():
-            result = idx.query(vector, **kwargs)  # see QueryLoad: cheaper than a thread hop
-        else:
-            result = await run(lambda: idx.query(vector, **kwargs))
+        result = await QUERIES.answer(lambda: idx.query(vector, **kwargs), plain)
     elif "record" in body:
         result = await run(lambda: idx.query_record(body["record"], **kwargs))
     elif "model" in body:  # an explicit model: embed here, with the server's model registry
