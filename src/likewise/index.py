@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .engines import VectorEngine
-from .engines.hnsw import squared_norm, unit
 from .errors import (
     InvalidArgumentError,
     InvalidIdError,
@@ -285,14 +283,7 @@ class Index:
 
     def _query_vector(self, vector: Sequence[float] | np.ndarray) -> np.ndarray:
         """The checked query vector, as a unit vector under the cosine metric."""
-        q = as_query_vector(vector, self._row.dimensions, cosine=self._cosine)
-        if not self._cosine:
-            return q
-        if 1e-30 < squared_norm(q) < math.inf:
-            return unit(q)  # faiss' float32 kernel: no numpy temporaries on the hot path
-        # Squares beyond float32 (huge), or too small to be precise (tiny): the norm in float64.
-        q64 = q.astype(np.float64)
-        return (q64 / np.linalg.norm(q64)).astype(np.float32)
+        return as_query_vector(vector, self._row.dimensions, cosine=self._cosine, unit=self._cosine)
 
     def query_by_id(
         self,

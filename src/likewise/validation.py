@@ -31,6 +31,7 @@ from .errors import (
     ZeroVectorError,
 )
 from .engines.hnsw import squared_norm
+from .engines.hnsw import unit as unit_vector
 from .types import METRICS
 
 __all__ = [
@@ -298,8 +299,9 @@ def _finish(mat64: np.ndarray, dimensions: int, ids: Sequence[str] | None, cosin
     return mat
 
 
-def as_query_vector(vector: Any, dimensions: int, *, cosine: bool = False) -> np.ndarray:
-    """Check one query vector and return it as float32 ``[dimensions]``."""
+def as_query_vector(vector: Any, dimensions: int, *, cosine: bool = False, unit: bool = False) -> np.ndarray:
+    """Check one query vector and return it as float32 ``[dimensions]``; with ``unit`` (what a
+    cosine index searches with), as a unit-length copy."""
     if isinstance(vector, np.ndarray) and vector.ndim != 1:
         raise InvalidVectorTypeError(f"a query vector must be 1-D, got shape {vector.shape}")
     if (
@@ -311,13 +313,27 @@ def as_query_vector(vector: Any, dimensions: int, *, cosine: bool = False) -> np
         # Fast path for what embedders return. One sum of squares (faiss' float32 kernel: no
         # temporaries, no overflow warnings) proves it: NaN or ±inf in any component makes it
         # non-finite, and a zero vector makes it 0. Anything else takes the full checks below.
-        if 0.0 < squared_norm(vector) < math.inf:
-            return vector
+        squares = squared_norm(vector)
+        if 0.0 < squares < math.inf:
+            return _unit(vector, squares) if unit else vector
         if not np.isfinite(vector).all():
             as_matrix(vector.reshape(1, -1), dimensions, ["query"])  # raises the precise error
         if cosine and not vector.any():
             raise ZeroVectorError("the query vector is all zeros, which has no direction under the cosine metric")
-        return vector
+        return _unit(vector, squares) if unit else vector
+    out = np.ascontiguousarray(_checked_query(vector, dimensions, cosine))
+    return _unit(out, squared_norm(out)) if unit else out
+
+
+def _unit(q: np.ndarray, squares: float) -> np.ndarray:
+    if 1e-30 < squares < math.inf:
+        return unit_vector(q)  # faiss' float32 kernel: no numpy temporaries on the hot path
+    # Squares beyond float32 (huge), or too small to be precise (tiny): the norm in float64.
+    q64 = q.astype(np.float64)
+    return (q64 / np.linalg.norm(q64)).astype(np.float32)
+
+
+def _checked_query(vector: Any, dimensions: int, cosine: bool) -> np.ndarray:
     if not isinstance(vector, (np.ndarray, list, tuple)):
         raise InvalidVectorTypeError(f"a query vector must be an array of numbers, got {type(vector).__name__}")
     try:
