@@ -138,7 +138,7 @@ class _Tokenizer:
         """Encodings for ``texts`` and how many of them were truncated."""
         prepared = [t.lower() for t in texts] if self.lower else list(texts)
         # The fast variant skips character offsets, which embedding never reads: same ids,
-        # measured 1.3x the texts/s (tokenizers >= 0.20).
+        # 1.16x the texts/s (tokenizers >= 0.20; benchmarks/bench_embed_ab.py).
         encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
         encodings = encode(prepared)
         truncated = sum(1 for e in encodings if e.overflowing)
@@ -228,8 +228,9 @@ class _OnnxRunner:
 _CPU_BF16_PAD = 16
 _GPU_PAD = 16
 _CPU_BATCH = 64  # texts per model call on a CPU (ONNX Runtime, fp32)
-# bf16 on a CPU: batches of 32 padded to 16 tokens ran 1.23x the texts/s of 64 and 32 tokens
-# (in-process A/B, 500 Debian texts, 6 rounds; 16/16 1.19x, 32/32 1.13x).
+# bf16 on a CPU: batches of 32 padded to 16 tokens ran 1.15x the texts/s of 64 and 32 tokens
+# (benchmarks/bench_embed_ab.py: in-process A/B, 500 Debian texts, 6 rounds; 16/16 1.10x,
+# 32/32 1.05x).
 _CPU_BF16_BATCH = 32
 # On a GPU: large batches keep the tensor cores busy and the kernel launches few; the token cap
 # keeps a batch of long texts (or a large model) within a modest GPU's memory.
