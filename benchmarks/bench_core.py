@@ -28,7 +28,9 @@ What it measures, per size and per system (k = 10, 384-d, inner product on unit 
 Data: synthetic clustered unit vectors of low intrinsic dimension (a 32-d latent space with 1,000
 Gaussian clusters, projected to 384-d plus a little isotropic noise, normalised), generated in
 seeded blocks so that a smaller size is a prefix of a larger one. Queries are fresh draws with
-another seed. Ground truth is exact (numpy, blocked matmul).
+another seed. Ground truth is exact (numpy, blocked matmul). ``--corpus DOCS.npy QUERIES.npy`` runs
+the same on real embeddings instead, e.g. the MiniLM vectors of the Debian descriptions (documents)
+and of their synopses (queries) that ``benchmarks/bench_filtered.py`` writes to ``bench-data/``.
 
 The numbers are written to ``--out`` (JSON) after every step, so a run cut short keeps what it has.
 """
@@ -86,22 +88,46 @@ def _draw(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def make_data(workdir: Path, n: int, dim: int, nq: int) -> dict[str, Any]:
-    """Write base.f32 (n x dim), queries.npy and gt.npz under ``workdir/data-<n>``; reuse if present."""
-    d = workdir / f"data-{n}-{dim}"
+def load_corpus(docs: Path, queries: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A real data set: the rows of ``docs`` (.npy, n x dim) and those of ``queries`` (.npy, the
+    same or other texts' embeddings), both as unit float32 vectors."""
+    out = []
+    for path in (docs, queries):
+        x = np.load(path).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out.append(np.ascontiguousarray(x))
+    return out[0], out[1]
+
+
+def make_data(
+    workdir: Path, n: int, dim: int, nq: int, corpus: tuple[Path, Path] | None = None
+) -> dict[str, Any]:
+    """Write base.f32 (n x dim), queries.npy and gt.npz under ``workdir/data-<n>``; reuse if present.
+
+    With ``corpus`` (documents .npy, queries .npy), the base is every document and the queries are
+    ``nq`` rows of the queries file picked at random (seeded), instead of synthetic draws.
+    """
+    d = workdir / (f"data-corpus-{n}-{dim}" if corpus else f"data-{n}-{dim}")
     meta_path = d / "meta.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
         if meta.get("nq") == nq:
             return meta
     d.mkdir(parents=True, exist_ok=True)
-    centres, proj = _latent_model(dim)
     t0 = time.perf_counter()
-    with open(d / "base.f32", "wb") as fh:
-        for b, s in enumerate(range(0, n, GEN_BLOCK)):
-            m = min(GEN_BLOCK, n - s)
-            fh.write(_draw(m, dim, np.random.default_rng([SEED, 1, b]), centres, proj).tobytes())
-    queries = _draw(nq, dim, np.random.default_rng([SEED, 2]), centres, proj)
+    if corpus:
+        base, pool = load_corpus(*corpus)
+        assert base.shape == (n, dim), f"the corpus is {base.shape}, expected ({n}, {dim})"
+        base.tofile(d / "base.f32")
+        queries = pool[np.sort(np.random.default_rng([SEED, 3]).choice(len(pool), nq, replace=False))]
+        del base, pool
+    else:
+        centres, proj = _latent_model(dim)
+        with open(d / "base.f32", "wb") as fh:
+            for b, s in enumerate(range(0, n, GEN_BLOCK)):
+                m = min(GEN_BLOCK, n - s)
+                fh.write(_draw(m, dim, np.random.default_rng([SEED, 1, b]), centres, proj).tobytes())
+        queries = _draw(nq, dim, np.random.default_rng([SEED, 2]), centres, proj)
     np.save(d / "queries.npy", queries)
     t_gen = time.perf_counter() - t0
 
@@ -141,6 +167,7 @@ def make_data(workdir: Path, n: int, dim: int, nq: int) -> dict[str, Any]:
         "dim": dim,
         "nq": nq,
         "dir": str(d),
+        "corpus": [str(p) for p in corpus] if corpus else None,
         "generate_s": t_gen,
         "ground_truth_s": time.perf_counter() - t0,
     }
@@ -1429,6 +1456,14 @@ def main() -> None:
     ap.add_argument(
         "--keep", action="store_true", help="keep the systems' directories after each size"
     )
+    ap.add_argument(
+        "--corpus",
+        nargs=2,
+        type=Path,
+        metavar=("DOCS.npy", "QUERIES.npy"),
+        help="real embeddings instead of synthetic data: index every row of DOCS.npy, query with"
+        " --queries rows of QUERIES.npy (replaces --sizes)",
+    )
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument(
         "--report", nargs="+", help="print markdown tables from these results files and exit"
@@ -1445,7 +1480,12 @@ def main() -> None:
         worker(args.worker, args.system, Path(args.ctx), Path(args.result))
         return
 
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    corpus: tuple[Path, Path] | None = tuple(args.corpus) if args.corpus else None  # type: ignore[assignment]
+    if corpus:
+        shape = np.load(corpus[0], mmap_mode="r").shape
+        sizes, args.dim = [int(shape[0])], int(shape[1])
+    else:
+        sizes = [int(s) for s in args.sizes.split(",") if s]
     systems = [s for s in args.systems.split(",") if s]
     for s in systems:
         if s not in SYSTEMS:
@@ -1491,7 +1531,7 @@ def main() -> None:
                 "api": "Index.upsert_arrays / Index.query",
                 "metadata_indexes": cfg["likewise_metadata_indexes"],
             },
-            "data": {
+            "data": {"corpus": [str(p) for p in corpus]} if corpus else {
                 "latent": LATENT,
                 "centres": CENTRES,
                 "latent_noise": 0.5,
@@ -1513,7 +1553,7 @@ def main() -> None:
 
     for n in sizes:
         print(f"== {n} vectors: data", flush=True)
-        meta = make_data(workdir, n, args.dim, args.queries)
+        meta = make_data(workdir, n, args.dim, args.queries, corpus)
         size_rep: dict[str, Any] = {"data": meta, "systems": {s: {} for s in systems}}
         report["sizes"][str(n)] = size_rep
         save()
