@@ -85,7 +85,7 @@ def main() -> None:
         "    decode 10 ids": lambda: engine.ids.take(found),
         "    10 scores": lambda: engine._score_list(dist.tolist()),
         "    shared graph lock": lambda: engine._graph_lock.release_shared(engine._graph_lock.acquire_shared()),
-        "  10 Match objects and the result": lambda: QueryResult([Match(v, s) for v, s in lean]),
+        "  10 Match objects and the result": lambda: QueryResult(list(map(Match, *lean))),
         "faiss index.search (the anchor)": lambda: graph.index.search(prepared.reshape(1, -1), 10, params=params),
         "reading ids: int(str) x10 (likewise)": lambda: [int(x) for x in engine.ids.take(found)],
         "reading ids: int(np.int64) x10 (faiss)": lambda: [int(x) for x in pos],

@@ -240,7 +240,7 @@ class Index:
             k = check_top_k(top_k)
             lean = self._engine.nearest(q, k)
             if lean is not None:
-                return QueryResult([Match(vid, score) for vid, score in lean])
+                return QueryResult(list(map(Match, *lean)))
             return QueryResult([Match(vid, score) for vid, _, score in self._engine.search(q, k)])
         top_k = check_top_k(top_k)
         if return_metadata not in RETURN_METADATA:

@@ -658,12 +658,12 @@ class VectorEngine:
             return np.empty(0, np.float32), np.empty(0, np.int64)
         return np.concatenate(dists), np.concatenate(poss)
 
-    def nearest(self, query: np.ndarray, k: int) -> list[tuple[str, float]] | None:
-        """``(id, score)`` of the top-k with no filter, from the graph alone, or ``None`` when that
+    def nearest(self, query: np.ndarray, k: int) -> tuple[list[str], list[float]] | None:
+        """Ids and scores of the top-k with no filter, from the graph alone, or ``None`` when that
         lean path does not apply (then :meth:`search`). ``query`` must already be float32 and
         prepared (a unit vector for cosine): this is the hot path of ``Index.query``."""
         lean = self._lean(query, k, with_labels=False)
-        return None if lean is None else list(zip(lean[0], lean[2]))
+        return None if lean is None else (lean[0], lean[2])
 
     def _lean(
         self, q: np.ndarray, k: int, with_labels: bool
@@ -683,11 +683,12 @@ class VectorEngine:
             d, pos = graph.search(q, k, ef, None)
             self._lean_plan = (self.labels.size, ef)  # nothing is dead: size is the count
             found = pos.tolist()
-            while found and found[-1] < 0:  # faiss pads a short answer with -1 at the end
-                found.pop()
-            n = len(found)
-            labels = self.labels.data[pos[:n]].tolist() if with_labels else None
-            return self.ids.take(found), labels, self._score_list(d[:n].tolist())
+            distances = d.tolist()
+            if found[-1] < 0:  # faiss pads a short answer with -1 at the end
+                n = found.index(-1)
+                del found[n:], distances[n:]
+            labels = self.labels.data[found].tolist() if with_labels else None
+            return self.ids.take(found), labels, self._score_list(distances)
         finally:
             lock.release_shared(token)
 
