@@ -93,10 +93,18 @@ class _Runner(Protocol):
 class _Batch:
     rows: npt.NDArray[np.intp]  # positions of these texts in the caller's list
     ids: IntMatrix
-    mask: IntMatrix
-    type_ids: IntMatrix
     lengths: IntMatrix  # tokens per row: the mask is ``arange(width) < lengths``
-    typed: bool  # whether type_ids can hold anything but zeros
+    typed_ids: IntMatrix | None  # token type ids, or None where the model's are all zeros
+
+    # The mask and all-zero type ids are made when a CPU runner reads them: the GPU runner builds
+    # both on the device from ``lengths``, and the CPU tokenizer is what limits a GPU.
+    @property
+    def mask(self) -> IntMatrix:
+        return (np.arange(self.ids.shape[1]) < self.lengths[:, None]).astype(np.int64)
+
+    @property
+    def type_ids(self) -> IntMatrix:
+        return self.typed_ids if self.typed_ids is not None else np.zeros_like(self.ids)
 
 
 def _pool(hidden: npt.NDArray[np.float32], mask: IntMatrix, pooling: Pooling) -> FloatMatrix:
@@ -181,10 +189,11 @@ class _Tokenizer:
             mask = np.arange(width) < row_lengths[:, None]
             ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
             ids[mask] = self._flat(encodings, rows, "ids", int(row_lengths.sum()))
-            type_ids = np.zeros((len(rows), width), dtype=np.int64)
+            type_ids = None
             if self._typed:
+                type_ids = np.zeros((len(rows), width), dtype=np.int64)
                 type_ids[mask] = self._flat(encodings, rows, "type_ids", int(row_lengths.sum()))
-            out.append(_Batch(rows, ids, mask.astype(np.int64), type_ids, row_lengths, self._typed))
+            out.append(_Batch(rows, ids, row_lengths, type_ids))
         return out
 
     @staticmethod
@@ -216,9 +225,10 @@ class _OnnxRunner:
 
     def pool_into(self, batches: Sequence[_Batch], out: FloatMatrix) -> None:
         for b in batches:
-            feeds = {"input_ids": b.ids, "attention_mask": b.mask, "token_type_ids": b.type_ids}
+            mask = b.mask
+            feeds = {"input_ids": b.ids, "attention_mask": mask, "token_type_ids": b.type_ids}
             hidden = self._session.run(None, {k: feeds[k] for k in self._inputs})[0]
-            out[b.rows] = _pool(hidden, b.mask, self._pooling)
+            out[b.rows] = _pool(hidden, mask, self._pooling)
 
 
 # Batch widths are rounded up to a multiple of this many tokens: on a CPU in bf16, oneDNN builds
@@ -302,8 +312,7 @@ class _TorchRunner:
     def _feeds(self, b: _Batch) -> dict[str, Any]:
         torch = self._torch
         if not self._cuda:
-            ids, mask, type_ids = b.ids, b.mask, b.type_ids
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": type_ids}
+            feeds = {"input_ids": b.ids, "attention_mask": b.mask, "token_type_ids": b.type_ids}
             return {k: torch.from_numpy(v) for k, v in feeds.items()}
         # On a GPU only the ids and lengths travel; the mask and (usually all-zero) type ids are
         # made on the device.
@@ -311,7 +320,7 @@ class _TorchRunner:
         lengths = self._upload(b.lengths)
         positions = torch.arange(ids.shape[1], device=self._device)
         mask = (positions < lengths[:, None]).long()
-        type_ids = self._upload(b.type_ids) if b.typed else torch.zeros_like(ids)
+        type_ids = self._upload(b.typed_ids) if b.typed_ids is not None else torch.zeros_like(ids)
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": type_ids}
 
     def _pooled(self, b: _Batch) -> Any:
@@ -417,7 +426,8 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
     tokenizer = _Tokenizer(model.path, config, config.max_length)
     encodings, _ = tokenizer.encode(_PROBES)
     (probe,) = tokenizer.batches(encodings, len(_PROBES))
-    feeds = {"input_ids": probe.ids, "attention_mask": probe.mask, "token_type_ids": probe.type_ids}
+    probe_mask = probe.mask
+    feeds = {"input_ids": probe.ids, "attention_mask": probe_mask, "token_type_ids": probe.type_ids}
     args = tuple(torch.from_numpy(feeds[k]) for k in inputs)
     with torch.inference_mode():
         reference = hf(**dict(zip(inputs, args))).last_hidden_state.numpy()
@@ -443,8 +453,8 @@ def export_onnx(model: ResolvedModel, config: TextModelConfig, target: Path) -> 
         out = session.run(None, {k: feeds[k] for k in names})[0]
         worst = 1.0
         for pooling in ("mean", "cls"):
-            a = l2_normalize(_pool(out, probe.mask, pooling))
-            b = l2_normalize(_pool(reference, probe.mask, pooling))
+            a = l2_normalize(_pool(out, probe_mask, pooling))
+            b = l2_normalize(_pool(reference, probe_mask, pooling))
             worst = min(worst, float((a * b).sum(axis=1).min()))
         return worst, names
 
