@@ -8,6 +8,7 @@ filter-passing vectors — whatever the split, the deletions and the order of qu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,10 @@ def test_exact_split_across_cores_equals_one_pass(metric: str, monkeypatch: pyte
 
 # -- the cells plan ------------------------------------------------------------------------------
 
-CELLS = likewise.EngineParams(ann_threshold=1000, chunk=4096, background=False, snapshot_every=10**9)
+# Copies of queried sets would take over from the cells on the second query: these tests are about the cells.
+CELLS = likewise.EngineParams(
+    ann_threshold=1000, chunk=4096, background=False, snapshot_every=10**9, rows_cache_fraction=0.0
+)
 
 
 def _clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +212,8 @@ def test_cells_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.
     x, _group = _clustered(16000, 16, 8)
     meta = [{"g": int(i % 8)} for i in range(len(x))]
     params = likewise.EngineParams(
-        ann_threshold=1000, chunk=1024, background=False, compact_dead_fraction=0.2, cells_min_candidates=500
+        ann_threshold=1000, chunk=1024, background=False, compact_dead_fraction=0.2, cells_min_candidates=500,
+        rows_cache_fraction=0.0,
     )
     with likewise.open(tmp_path / "d", engine=params) as db:
         idx = db.create_index("c", dimensions=16, metric="euclidean")
@@ -323,3 +328,79 @@ def test_failed_cell_training_is_not_fatal(tmp_path: Any, monkeypatch: pytest.Mo
         assert engine.cells is None and engine.indexed == 5000 and not engine._cells_due()
         res = idx.query(x[0], top_k=3, filter={"g": 0})
         assert res.ids[0] == "v0" and engine.last_plan.method in ("exact", "hnsw")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_exact_rows_split_across_cores_equals_one_pass(metric: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from likewise.engines import hnsw
+
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((12000, 12)).astype(np.float32)
+    q = rng.standard_normal(12).astype(np.float32)
+    monkeypatch.setattr(hnsw, "_CORES", 1)
+    one_d, one_p = hnsw.exact_rows(q, 10, rows, metric)
+    monkeypatch.setattr(hnsw, "_CORES", 3)
+    split_d, split_p = hnsw.exact_rows(q, 10, rows, metric)
+    assert split_p.tolist() == one_p.tolist()
+    assert np.allclose(split_d, one_d, rtol=1e-6)  # faiss blocks rows for some small d: rounding moves
+    s = -np.sum((rows - q) ** 2, axis=1) if metric == "euclidean" else rows @ q
+    assert set(one_p.tolist()) == set(np.argsort(-s)[:10].tolist())
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
+def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: Any, metric: str) -> None:
+    """The second query of a filter copies its rows; the copy gives the same matches and scores
+    as the scattered scan, and a write drops it (a fresh vector that passes is found)."""
+
+    def same(a: Any, b: Any) -> bool:
+        return a.ids == b.ids and [m.score for m in a.matches] == pytest.approx([m.score for m in b.matches], rel=1e-6)
+    x, _group = _clustered(20000, 16, 21)
+    meta = [{"g": int(i % 10)} for i in range(len(x))]
+    params = likewise.EngineParams(ann_threshold=1000, background=False, cells=False, exact_max_candidates=3000)
+    rng = np.random.default_rng(22)
+    queries = x[rng.choice(len(x), 20, replace=False)] + 0.05
+    with likewise.open(tmp_path / "d", engine=params) as db:
+        idx = db.create_index("c", dimensions=16, metric=metric)
+        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=meta)
+        idx.optimize()
+        engine = idx._engine
+        first = idx.query(queries[0], top_k=10, filter={"g": 3})
+        assert (engine.last_plan.method, engine.last_plan.copy) == ("exact", False)
+        assert engine._candidate_cache.rows_bytes == 0
+        copied = [idx.query(q, top_k=10, filter={"g": 3}) for q in queries]
+        assert (engine.last_plan.method, engine.last_plan.copy) == ("exact", True)
+        assert engine._candidate_cache.rows_bytes == 2000 * 16 * 4
+        assert same(copied[0], first)
+        engine.params = replace(params, rows_cache_fraction=0.0)  # the scattered scan, same sets
+        for q, res in zip(queries, copied):
+            again = idx.query(q, top_k=10, filter={"g": 3})
+            assert not engine.last_plan.copy
+            assert same(again, res)
+        engine.params = params
+        fresh = queries[0] * (100.0 if metric == "dot-product" else 1.0) + 0.001  # the best match by each metric
+        idx.upsert([likewise.Vector("fresh", fresh.tolist(), {"g": 3})])
+        idx.optimize()
+        assert engine._candidate_cache.rows_bytes == 0
+        idx.query(queries[0], top_k=10, filter={"g": 3})
+        res = idx.query(queries[0], top_k=10, filter={"g": 3})
+        assert engine.last_plan.copy and res.ids[0] == "fresh"
+        assert all(v == "fresh" or int(v[1:]) % 10 == 3 for v in res.ids)
+
+
+def test_copies_of_sets_stay_within_the_fraction(tmp_path: Any) -> None:
+    x, _group = _clustered(20000, 16, 23)
+    params = likewise.EngineParams(
+        ann_threshold=1000, background=False, cells=False, exact_max_candidates=3000, rows_cache_fraction=0.15
+    )
+    with likewise.open(tmp_path / "d", engine=params) as db:
+        idx = db.create_index("c", dimensions=16, metric="euclidean")
+        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=[{"g": int(i % 10)} for i in range(len(x))])
+        idx.optimize()
+        engine = idx._engine
+        for g in range(3):  # each set is 10% of the graph; 15% holds one copy
+            for _ in range(2):
+                idx.query(x[g], top_k=5, filter={"g": g})
+            assert engine.last_plan.copy  # the new copy pushed the older one out
+        assert engine._candidate_cache.rows_bytes == 2000 * 16 * 4
+        assert idx.query(x[0], top_k=1, filter={"g": 0}).ids == ["v0"]
+        assert engine.last_plan.method == "exact" and not engine.last_plan.copy  # dropped once: not again

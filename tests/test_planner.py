@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,3 +77,72 @@ def test_filtered_hnsw_raises_ef_with_selectivity() -> None:
     assert plan.ef == 300  # capped at max_ef
     plan, work = choose_plan(candidates(H, H), 10, H, EngineParams(), None, True)
     assert (plan.method, plan.ef, work) == ("hnsw", 64, None)  # every position: no bitmap
+
+
+# -- contiguous copies of queried sets -----------------------------------------------------------
+
+
+def test_a_set_is_copied_when_queried_again_within_the_limits() -> None:
+    from likewise.engines.planner import exact_rows_limit, worth_copying
+
+    p = EngineParams()
+    limit = exact_rows_limit(10, H, p)
+    assert limit == 18.0 * math.sqrt(10 * H)
+    cand = candidates(H, 10_000)  # over the 9·√(k·h) scattered limit, under the copy limit
+    cand.uses = 1
+    assert not worth_copying(cand, 10, H, p)  # first query: no copy yet
+    cand.uses = 2
+    assert worth_copying(cand, 10, H, p)
+    assert not worth_copying(cand, 10, H, EngineParams(rows_cache_fraction=0.0))
+    assert not worth_copying(cand, 1000, H, p) or 10_000 <= exact_rows_limit(1000, H, p)
+    big = candidates(H, int(limit) + 1)
+    big.uses = 2
+    assert not worth_copying(big, 10, H, p)  # a scan of that many rows would not be planned
+    whole = Candidates.build(None, H, H)
+    whole.uses = 2
+    assert not worth_copying(whole, 10, H, p)  # the graph's storage is contiguous already
+
+
+def test_a_copied_set_is_scanned_exactly_from_its_copy() -> None:
+    p = EngineParams()
+    cand = candidates(H, 10_000)
+    cells = FakeCells(H, 0.05)
+    assert choose_plan(cand, 10, H, p, cells, True)[0].method == "cells"  # type: ignore[arg-type]
+    cand.rows = np.zeros((10_000, 4), np.float32)
+    plan, work = choose_plan(cand, 10, H, p, cells, True)  # type: ignore[arg-type]
+    assert (plan.method, plan.copy) == ("exact", True)
+    rows, positions = work
+    assert rows is cand.rows and np.array_equal(positions, cand.graph_positions())
+    # A deeper query whose limit the set passes, or copies turned off, plans as before.
+    assert not choose_plan(cand, 10, H, EngineParams(rows_cache_fraction=0.0), cells, True)[0].copy  # type: ignore[arg-type]
+    assert not choose_plan(cand, 10, H, EngineParams(exact_max_candidates=0, exact_rows_sqrt_factor=1.0), cells, True)[0].copy  # type: ignore[arg-type]
+
+
+def test_copies_stay_within_their_budget_least_recently_used_first_out() -> None:
+    from likewise.engines.planner import CandidateCache
+
+    cache = CandidateCache(max_entries=3)
+    sets = [candidates(H, 1000) for _ in range(4)]
+    for i, c in enumerate(sets[:3]):
+        cache.put((None, f"ns{i}"), c)
+
+    def make(nbytes: int) -> Any:
+        return lambda: np.zeros(nbytes // 4, np.float32)
+
+    assert not cache.hold_rows(sets[0], 16_004, make(16_004), budget=16_000)  # over the budget alone
+    assert cache.hold_rows(sets[0], 16_000, make(16_000), budget=20_000)
+    assert cache.rows_bytes == 16_000
+    assert cache.hold_rows(sets[1], 16_000, make(16_000), budget=20_000)  # ns0's copy makes room
+    assert sets[0].rows is None and sets[0].copy_dropped and cache.rows_bytes == 16_000
+    assert not cache.hold_rows(sets[0], 16_000, make(16_000), budget=20_000)  # dropped once: not again
+    assert cache.hold_rows(sets[2], 8_000, make(8_000), budget=40_000)
+    assert cache.rows_bytes == 24_000
+    assert cache.get((None, "ns1")) is sets[1]  # ns1's copy is now the most recently used
+    assert cache.hold_rows(sets[3], 24_000, make(24_000), budget=40_000)
+    assert sets[2].copy_dropped and sets[1].rows is not None and cache.rows_bytes == 40_000
+    cache.put((None, "ns3"), sets[3])  # ns0 is the least recently used set: it goes
+    cache.put((None, "ns4"), candidates(H, 10))  # then ns2, then ns1, with its copy
+    cache.put((None, "ns5"), candidates(H, 10))
+    assert cache.get((None, "ns1")) is None and cache.rows_bytes == 24_000  # ns3's copy is left
+    cache.clear()
+    assert cache.rows_bytes == 0

@@ -28,7 +28,11 @@ def clustered(n: int, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[likewise.Index, np.ndarray, np.ndarray]:
     path = tmp_path_factory.mktemp("recall") / "d"
-    db = likewise.open(path, engine=likewise.EngineParams(background=False, ann_threshold=5000, exact_max_candidates=1000, exact_sqrt_factor=0.0))
+    # Exact search only for sets under 1,000 and no copies of queried sets: this tests the ANN path.
+    params = likewise.EngineParams(
+        background=False, ann_threshold=5000, exact_max_candidates=1000, exact_sqrt_factor=0.0, rows_cache_fraction=0.0
+    )
+    db = likewise.open(path, engine=params)
     idx = db.create_index("recall", dimensions=DIM)
     x = clustered(N, 0)
     cats = np.arange(N) % 100  # category c holds 1% of the vectors; c < 10 holds 10%

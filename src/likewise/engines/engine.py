@@ -29,9 +29,16 @@ import numpy as np
 from ..filters import Filter, lookup
 from .cells import CALIBRATION_QUERIES, SAMPLE_PER_CELL, Cells, cell_count
 from .columns import Column, _Growable
-from .hnsw import HnswGraph, Snapshot, load_snapshot, release_freed_memory, save_snapshot
+from .hnsw import (
+    HnswGraph,
+    Snapshot,
+    exact_rows,
+    load_snapshot,
+    release_freed_memory,
+    save_snapshot,
+)
 from .ids import IdTable
-from .planner import CandidateCache, Candidates, Plan, choose_plan
+from .planner import CandidateCache, Candidates, Plan, choose_plan, worth_copying
 from .rwlock import SharedLock
 
 __all__ = ["EngineParams", "Plan", "StoreView", "VectorEngine"]
@@ -75,6 +82,11 @@ class EngineParams:
     # vectors), exact finds all of them.
     exact_max_candidates: int = 5_000
     exact_sqrt_factor: float = 9.0
+    # A candidate set queried a second time gets a contiguous copy of its rows, read front to back
+    # (see .planner), as long as all copies together stay within rows_cache_fraction of the graph's
+    # vector bytes; a copied set is scanned exactly up to exact_rows_sqrt_factor·√(k·n) candidates.
+    rows_cache_fraction: float = 0.125
+    exact_rows_sqrt_factor: float = 18.0
     # Filtered HNSW keeps only passing ids among those it meets, so it needs ef ≈ k/selectivity.
     # 1.0-1.3·k/sel reached recall 0.95 on the Debian MiniLM vectors and on bench_core's data (a
     # factor of 2 cost 2-3x in QPS for recall 0.997 there); 1.2 keeps a margin. Data with little
@@ -738,6 +750,10 @@ class VectorEngine:
                     nearby = cells.nearest(q, groups, share, self.params.cells_floor_per_k * k, self.params.cells_min)
                     d, pos = graph.exact(q, kk, nearby)
                     plan = Plan("cells", cand.count, scanned=len(nearby))
+                elif plan.copy:
+                    rows, positions = work
+                    d, pos = exact_rows(q, kk, rows, self.metric)
+                    pos = positions[pos]
                 elif plan.method == "exact":
                     d, pos = graph.exact(q, kk, work)
                 else:
@@ -768,7 +784,15 @@ class VectorEngine:
         under ``_lock``; derived forms of the set are counted in the candidate cache."""
         before = cand.nbytes
         try:
-            return choose_plan(cand, k, h, self.params, self.cells, self.graph is not None)
+            cand.uses += 1
+            graph, p = self.graph, self.params
+            if graph is not None and worth_copying(cand, k, h, p):
+                budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
+                positions = cand.graph_positions()
+                self._candidate_cache.hold_rows(
+                    cand, len(positions) * self.dimensions * 4, lambda: graph.vectors()[positions], budget
+                )
+            return choose_plan(cand, k, h, p, self.cells, graph is not None)
         finally:
             self._candidate_cache.grew(cand, before)
 

@@ -12,11 +12,13 @@ damaged one is detected (sizes, counts, faiss' own parser) and rebuilt from SQLi
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import threading
 import zipfile
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ import numpy as np
 faiss: Any = _faiss
 
 __all__ = [
-    "HnswGraph", "Snapshot", "bitmap_selector", "faiss_metric", "load_snapshot", "release_freed_memory", "save_snapshot",
+    "HnswGraph", "Snapshot", "bitmap_selector", "exact_rows", "faiss_metric", "load_snapshot", "release_freed_memory", "save_snapshot",
     "squared_norm", "unit",
 ]
 
@@ -117,16 +119,7 @@ class HnswGraph:
             dist, pos = self.index.storage.search(q, k)
             return dist[0], pos[0]
         subset = np.ascontiguousarray(positions, dtype=np.int64)
-        parts = min(_CORES, len(subset) // PARALLEL_EXACT_MIN)
-        if parts <= 1:
-            return self._exact_part(q, k, subset)
-        pieces = np.array_split(subset, parts)
-        results = list(_pool().map(lambda piece: self._exact_part(q, k, piece), pieces))
-        dist = np.concatenate([r[0] for r in results])
-        pos = np.concatenate([r[1] for r in results])
-        key = dist if self.metric == "euclidean" else -dist
-        order = np.lexsort((pos, key))[:k]
-        return dist[order], pos[order]
+        return _split_scan(q, k, len(subset), self.metric, lambda a, b: self._exact_part(q, k, subset[a:b]))
 
     def _exact_part(self, q: np.ndarray, k: int, subset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vals = np.empty(k, dtype=np.float32)
@@ -138,6 +131,45 @@ class HnswGraph:
             len(subset), k, faiss.swig_ptr(vals), faiss.swig_ptr(ids),
         )
         return vals, ids
+
+
+def exact_rows(query: np.ndarray, k: int, rows: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search over a contiguous float32 matrix (a candidate set's copy, see
+    :mod:`.planner`): the same faiss distances as :meth:`HnswGraph.exact` (up to rounding, for
+    the few small dimensions faiss computes in blocks of rows), but the rows are read front to back
+    instead of one scattered row at a time. Returns distances and row numbers, best first."""
+    q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+    d = rows.shape[1]
+    search = faiss.knn_L2sqr if metric == "euclidean" else faiss.knn_inner_product
+
+    def part(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        kk = min(k, b - a)
+        vals = np.empty(kk, dtype=np.float32)
+        ids = np.empty(kk, dtype=np.int64)
+        search(faiss.swig_ptr(q), faiss.swig_ptr(rows[a:b]), d, 1, b - a, kk, faiss.swig_ptr(vals), faiss.swig_ptr(ids))
+        return vals, ids + a
+
+    return _split_scan(q, k, len(rows), metric, part)
+
+
+def _split_scan(
+    q: np.ndarray, k: int, n: int, metric: str, part: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``part(a, b)`` (top-k of items ``a .. b-1``) over ``0 .. n-1``, split across the cores
+    when the set is large (faiss releases the GIL), since one query's latency is what a caller
+    waits for; merge the parts, ties to the lower number."""
+    parts = min(_CORES, n // PARALLEL_EXACT_MIN)
+    if parts <= 1:
+        return part(0, n)
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64).tolist()
+    results = list(_pool().map(lambda ab: part(*ab), itertools.pairwise(bounds)))
+    dist = np.concatenate([r[0] for r in results])
+    pos = np.concatenate([r[1] for r in results])
+    valid = pos >= 0
+    dist, pos = dist[valid], pos[valid]
+    key = dist if metric == "euclidean" else -dist
+    order = np.lexsort((pos, key))[:k]
+    return dist[order], pos[order]
 
 
 _CORES = os.cpu_count() or 1

@@ -5,7 +5,10 @@ filter, namespace and engine state, and kept in a :class:`CandidateCache`). :fun
 then picks how to search the set's graph positions, from its size and the data's calibration:
 
 * **exact**: few candidates (up to max(``exact_max_candidates``, ``exact_sqrt_factor``·√(k·h)))
-  are scored exactly, straight from the graph's storage;
+  are scored exactly, straight from the graph's storage; a set that is queried again gets a
+  contiguous copy of its rows (within ``rows_cache_fraction`` of the graph's vector bytes), which is
+  read front to back instead of row by row, so exact search pays for up to
+  ``exact_rows_sqrt_factor``·√(k·h) candidates;
 * **cells**: a selective set (more than ``cells_min_candidates``, up to ``cells_max_selectivity`` of
   the graph) where the calibrated cells (:mod:`.cells`) hold a query's neighbours in a small share
   of themselves: the candidates of the nearest cells are scored exactly;
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +34,7 @@ from .cells import CellGroups, Cells
 if TYPE_CHECKING:
     from .engine import EngineParams
 
-__all__ = ["CandidateCache", "Candidates", "Plan", "choose_plan"]
+__all__ = ["CandidateCache", "Candidates", "Plan", "choose_plan", "exact_rows_limit", "worth_copying"]
 
 
 @dataclass
@@ -50,6 +54,9 @@ class Candidates:
     positions: np.ndarray | None = None
     bits: np.ndarray | None = None
     groups: CellGroups | None = None  # the graph positions grouped by cell, for the cells plan
+    rows: np.ndarray | None = None  # the graph's rows at graph_positions(), contiguous (see copy_rows)
+    uses: int = 0  # queries planned with this set
+    copy_dropped: bool = False  # its copy made room for another's: not copied again
 
     @classmethod
     def build(cls, mask: np.ndarray | None, count: int, h: int) -> Candidates:
@@ -70,8 +77,13 @@ class Candidates:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the set's forms, the copy of its rows apart (counted by the cache on its own)."""
         arrays = sum(a.nbytes for a in (self.tail_mask, self.positions, self.bits) if a is not None)
         return arrays + (self.groups.nbytes if self.groups is not None else 0)
+
+    @property
+    def rows_nbytes(self) -> int:
+        return self.rows.nbytes if self.rows is not None else 0
 
     def cell_groups(self, cells: Cells) -> CellGroups:
         if self.groups is None:
@@ -113,17 +125,27 @@ class Candidates:
 
 
 class CandidateCache:
-    """Candidate sets by (filter, namespace), least recently used first out, bounded in bytes."""
+    """Candidate sets by (filter, namespace), least recently used first out, bounded in bytes.
+
+    The copies of sets' rows are bounded apart, by the budget :meth:`hold_rows` is given: to make
+    room for a new copy, the copies used least recently are dropped (their sets stay). A set whose
+    copy was dropped is not copied again until the cache is cleared (by any write), so sets used in
+    turn cannot make each other copy their rows again and again.
+    """
 
     def __init__(self, max_bytes: int = 64 << 20, max_entries: int = 4096) -> None:
         self._entries: OrderedDict[tuple[Filter | None, str | None], Candidates] = OrderedDict()
+        self._copies: OrderedDict[int, Candidates] = OrderedDict()  # by id(), least recently used first
         self._bytes = 0
+        self.rows_bytes = 0
         self.max_bytes, self.max_entries = max_bytes, max_entries
 
     def get(self, key: tuple[Filter | None, str | None]) -> Candidates | None:
         cand = self._entries.get(key)
         if cand is not None:
             self._entries.move_to_end(key)
+            if cand.rows is not None:
+                self._copies.move_to_end(id(cand))
         return cand
 
     def put(self, key: tuple[Filter | None, str | None], cand: Candidates) -> None:
@@ -132,14 +154,37 @@ class CandidateCache:
         while len(self._entries) > 1 and (self._bytes > self.max_bytes or len(self._entries) > self.max_entries):
             _, old = self._entries.popitem(last=False)
             self._bytes -= old.nbytes
+            if old.rows is not None:
+                self._drop_copy(old)
 
     def grew(self, cand: Candidates, before: int) -> None:
         """A cached entry derived another form of its set (bits from positions or the reverse)."""
         self._bytes += cand.nbytes - before
 
+    def hold_rows(self, cand: Candidates, nbytes: int, make: Callable[[], np.ndarray], budget: int) -> bool:
+        """Give a cached set the copy of its rows that ``make()`` returns (``nbytes`` long), within
+        ``budget`` bytes for all copies; returns whether the set has a copy."""
+        if cand.rows is not None:
+            return True
+        if cand.copy_dropped or nbytes > budget:
+            return False
+        while self.rows_bytes + nbytes > budget:
+            self._drop_copy(next(iter(self._copies.values())))
+        cand.rows = make()
+        self._copies[id(cand)] = cand
+        self.rows_bytes += cand.rows_nbytes
+        return True
+
+    def _drop_copy(self, cand: Candidates) -> None:
+        self.rows_bytes -= cand.rows_nbytes
+        del self._copies[id(cand)]
+        cand.rows, cand.copy_dropped = None, True
+
     def clear(self) -> None:
         self._entries.clear()
+        self._copies.clear()
         self._bytes = 0
+        self.rows_bytes = 0
 
 
 @dataclass(frozen=True)
@@ -150,6 +195,7 @@ class Plan:
     candidates: int
     ef: int = 0
     scanned: int = 0  # cells plan: candidates scored exactly
+    copy: bool = False  # exact plan: scored from the set's contiguous copy of its rows
 
 
 def choose_plan(
@@ -159,11 +205,14 @@ def choose_plan(
     input: ``(plan, input)``, the input ``None`` when the graph has nothing to search.
 
     Inputs: the cells, the candidates grouped by cell and the share to read ("cells"); sorted
-    positions, or ``None`` for all ("exact"); a packed bitmap, or ``None`` for all ("hnsw").
+    positions, or ``None`` for all, or with ``plan.copy`` the pair (copy of the rows, positions)
+    ("exact"); a packed bitmap, or ``None`` for all ("hnsw").
     """
     plan = Plan("exact", cand.count)
     if not graph or not cand.graph_count:
         return plan, None
+    if cand.rows is not None and p.rows_cache_fraction > 0 and cand.graph_count <= exact_rows_limit(k, h, p):
+        return Plan("exact", cand.count, copy=True), (cand.rows, cand.graph_positions())
     if (
         p.cells
         and cells is not None
@@ -181,3 +230,23 @@ def choose_plan(
         max(p.ef_search, min(k, cand.graph_count), math.ceil(p.ef_filter_factor * k / selectivity)),
     )
     return Plan("hnsw", cand.count, ef), cand.graph_bits() if cand.graph_count < h else None
+
+
+def exact_rows_limit(k: int, h: int, p: EngineParams) -> float:
+    """The most candidates an exact scan of a set's contiguous copy is planned for."""
+    return max(p.exact_max_candidates, p.exact_rows_sqrt_factor * math.sqrt(k * h))
+
+
+def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams) -> bool:
+    """Whether a set should get a contiguous copy of its rows now: it is being queried again, is
+    a strict part of the graph (all of it is contiguous already), and its exact scan would be
+    planned once the copy is there."""
+    return (
+        cand.uses >= 2
+        and cand.rows is None
+        and not cand.copy_dropped
+        and p.rows_cache_fraction > 0
+        and 0 < cand.graph_count < h
+        and cand.graph_size == h
+        and cand.graph_count <= exact_rows_limit(k, h, p)
+    )
