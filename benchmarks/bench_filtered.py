@@ -10,7 +10,9 @@ section filter of two kinds:
 * ``own``: the package's own section (the query is among the members);
 * ``other``: a random other section of the same size class (the query is far from the members);
 * ``tenth``: not a section but a field ``tenth = row % 10``, a 10% filter that follows nothing
-  (every query has members near it), as bench_core's filters.
+  (every query has members near it), as bench_core's filters;
+* ``hot``: ``tenth = 3`` for every query: one filter an application repeats (a tenant, a
+  category), the case the copies of queried sets are for.
 
 For each plan (``cells`` at several scan sizes, ``hnsw`` filtered, ``exact`` over scattered rows or
 over the set's contiguous copy) it reports recall@10 against exact search over the section, and
@@ -73,6 +75,7 @@ def main() -> None:
         "own": [(int(i), ("section", sections[i])) for i in picks],
         "other": [(int(i), ("section", str(rng.choice([s for s in usable if s != sections[i]])))) for i in picks],
         "tenth": [(int(i), ("tenth", int(i) % 10)) for i in picks],
+        "hot": [(int(i), ("tenth", 3)) for i in picks],
     }
     member: dict[tuple[str, Any], np.ndarray] = {("section", s): np.array([x == s for x in sections]) for s in usable}
     member.update({("tenth", t): np.arange(n) % 10 == t for t in range(10)})

@@ -404,3 +404,11 @@ def test_copies_of_sets_stay_within_the_fraction(tmp_path: Any) -> None:
         assert engine._candidate_cache.rows_bytes == 2000 * 16 * 4
         assert idx.query(x[0], top_k=1, filter={"g": 0}).ids == ["v0"]
         assert engine.last_plan.method == "exact" and not engine.last_plan.copy  # dropped once: not again
+        # Sets queried in turn, more of them than the copies fit: none is copied.
+        idx.upsert([likewise.Vector("new", x[0].tolist(), {"g": 0})])  # a write clears the cache
+        idx.optimize()
+        for _ in range(3):
+            for g in range(3):
+                idx.query(x[g], top_k=5, filter={"g": g})
+                assert not engine.last_plan.copy
+        assert engine._candidate_cache.rows_bytes == 0

@@ -82,25 +82,33 @@ def test_filtered_hnsw_raises_ef_with_selectivity() -> None:
 # -- contiguous copies of queried sets -----------------------------------------------------------
 
 
-def test_a_set_is_copied_when_queried_again_within_the_limits() -> None:
+def test_a_set_is_copied_when_queried_again_soon_within_the_limits() -> None:
     from likewise.engines.planner import exact_rows_limit, worth_copying
 
     p = EngineParams()
     limit = exact_rows_limit(10, H, p)
     assert limit == 18.0 * math.sqrt(10 * H)
     cand = candidates(H, 10_000)  # over the 9·√(k·h) scattered limit, under the copy limit
-    cand.uses = 1
-    assert not worth_copying(cand, 10, H, p)  # first query: no copy yet
+    size, budget = 10_000 * 384 * 4, 4 * 10_000 * 384 * 4  # four such copies fit
+    cand.uses, cand.gap = 1, 1
+    assert not worth_copying(cand, 10, H, p, size, budget)  # first query: no copy yet
     cand.uses = 2
-    assert worth_copying(cand, 10, H, p)
-    assert not worth_copying(cand, 10, H, EngineParams(rows_cache_fraction=0.0))
-    assert not worth_copying(cand, 1000, H, p) or 10_000 <= exact_rows_limit(1000, H, p)
+    assert worth_copying(cand, 10, H, p, size, budget)
+    cand.gap = 4
+    assert worth_copying(cand, 10, H, p, size, budget)
+    cand.gap = 5  # back after more queries than copies fit: an LRU would have dropped it
+    assert not worth_copying(cand, 10, H, p, size, budget)
+    cand.gap = 1
+    assert not worth_copying(cand, 10, H, p, size, size - 1)  # the copy alone is over the budget
+    assert not worth_copying(cand, 10, H, EngineParams(rows_cache_fraction=0.0), size, budget)
+    cand.copy_dropped = True
+    assert not worth_copying(cand, 10, H, p, size, budget)
     big = candidates(H, int(limit) + 1)
-    big.uses = 2
-    assert not worth_copying(big, 10, H, p)  # a scan of that many rows would not be planned
+    big.uses, big.gap = 2, 1
+    assert not worth_copying(big, 10, H, p, size, budget)  # a scan of that many rows would not be planned
     whole = Candidates.build(None, H, H)
-    whole.uses = 2
-    assert not worth_copying(whole, 10, H, p)  # the graph's storage is contiguous already
+    whole.uses, whole.gap = 2, 1
+    assert not worth_copying(whole, 10, H, p, size, budget)  # the graph's storage is contiguous already
 
 
 def test_a_copied_set_is_scanned_exactly_from_its_copy() -> None:

@@ -82,9 +82,10 @@ class EngineParams:
     # vectors), exact finds all of them.
     exact_max_candidates: int = 5_000
     exact_sqrt_factor: float = 9.0
-    # A candidate set queried a second time gets a contiguous copy of its rows, read front to back
-    # (see .planner), as long as all copies together stay within rows_cache_fraction of the graph's
-    # vector bytes; a copied set is scanned exactly up to exact_rows_sqrt_factor·√(k·n) candidates.
+    # A candidate set queried again soon gets a contiguous copy of its rows, read front to back
+    # (see .planner); all copies together stay within rows_cache_fraction of the graph's vector
+    # bytes. A copied set is scanned exactly up to exact_rows_sqrt_factor·√(k·n) candidates: its
+    # scan is ~2x cheaper a row than the scattered one (benchmarks/bench_exact_scan.py).
     rows_cache_fraction: float = 0.125
     exact_rows_sqrt_factor: float = 18.0
     # Filtered HNSW keeps only passing ids among those it meets, so it needs ef ≈ k/selectivity.
@@ -145,6 +146,7 @@ class VectorEngine:
         self._alive_mask_cache: np.ndarray | None = None
         self._version = 0  # bumped on every change of positions, liveness or graph coverage
         self._candidate_cache = CandidateCache()
+        self._queries = 0  # filtered queries planned: the clock of the candidate sets' reuse
         self._snapshot_count = 0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -784,14 +786,14 @@ class VectorEngine:
         under ``_lock``; derived forms of the set are counted in the candidate cache."""
         before = cand.nbytes
         try:
-            cand.uses += 1
+            self._queries += 1
+            cand.uses, cand.gap, cand.last_use = cand.uses + 1, self._queries - cand.last_use, self._queries
             graph, p = self.graph, self.params
-            if graph is not None and worth_copying(cand, k, h, p):
-                budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
+            budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
+            nbytes = cand.graph_count * self.dimensions * 4
+            if graph is not None and worth_copying(cand, k, h, p, nbytes, budget):
                 positions = cand.graph_positions()
-                self._candidate_cache.hold_rows(
-                    cand, len(positions) * self.dimensions * 4, lambda: graph.vectors()[positions], budget
-                )
+                self._candidate_cache.hold_rows(cand, nbytes, lambda: graph.vectors()[positions], budget)
             return choose_plan(cand, k, h, p, self.cells, graph is not None)
         finally:
             self._candidate_cache.grew(cand, before)

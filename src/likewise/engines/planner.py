@@ -5,10 +5,10 @@ filter, namespace and engine state, and kept in a :class:`CandidateCache`). :fun
 then picks how to search the set's graph positions, from its size and the data's calibration:
 
 * **exact**: few candidates (up to max(``exact_max_candidates``, ``exact_sqrt_factor``·√(k·h)))
-  are scored exactly, straight from the graph's storage; a set that is queried again gets a
-  contiguous copy of its rows (within ``rows_cache_fraction`` of the graph's vector bytes), which is
-  read front to back instead of row by row, so exact search pays for up to
-  ``exact_rows_sqrt_factor``·√(k·h) candidates;
+  are scored exactly, straight from the graph's storage; a set that is queried again soon gets a
+  contiguous copy of its rows (see :func:`worth_copying`; all copies within
+  ``rows_cache_fraction`` of the graph's vector bytes), which is read front to back instead of row
+  by row, so exact search pays for up to ``exact_rows_sqrt_factor``·√(k·h) candidates;
 * **cells**: a selective set (more than ``cells_min_candidates``, up to ``cells_max_selectivity`` of
   the graph) where the calibrated cells (:mod:`.cells`) hold a query's neighbours in a small share
   of themselves: the candidates of the nearest cells are scored exactly;
@@ -56,6 +56,8 @@ class Candidates:
     groups: CellGroups | None = None  # the graph positions grouped by cell, for the cells plan
     rows: np.ndarray | None = None  # the graph's rows at graph_positions(), contiguous (see copy_rows)
     uses: int = 0  # queries planned with this set
+    last_use: int = 0  # the engine's query count at the last of them
+    gap: int = 0  # queries between the last two uses (the set's reuse distance)
     copy_dropped: bool = False  # its copy made room for another's: not copied again
 
     @classmethod
@@ -237,15 +239,22 @@ def exact_rows_limit(k: int, h: int, p: EngineParams) -> float:
     return max(p.exact_max_candidates, p.exact_rows_sqrt_factor * math.sqrt(k * h))
 
 
-def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams) -> bool:
-    """Whether a set should get a contiguous copy of its rows now: it is being queried again, is
-    a strict part of the graph (all of it is contiguous already), and its exact scan would be
-    planned once the copy is there."""
+def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int, budget: int) -> bool:
+    """Whether a set should get a contiguous copy of its rows (``nbytes`` of them) now.
+
+    It is being queried again, and soon enough: an LRU of ``budget`` bytes keeps a set that comes
+    back within about ``budget // nbytes`` other queries, so a set whose last two uses were
+    further apart (sets queried in turn, more of them than the copies fit) would only be copied to
+    be dropped. It is a strict part of the graph (all of it is contiguous already), and its exact
+    scan would be planned once the copy is there.
+    """
     return (
         cand.uses >= 2
         and cand.rows is None
         and not cand.copy_dropped
         and p.rows_cache_fraction > 0
+        and 0 < nbytes <= budget
+        and cand.gap <= budget // nbytes
         and 0 < cand.graph_count < h
         and cand.graph_size == h
         and cand.graph_count <= exact_rows_limit(k, h, p)
