@@ -349,8 +349,8 @@ def test_exact_rows_split_across_cores_equals_one_pass(metric: str, monkeypatch:
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean", "dot-product"])
 def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: Any, metric: str) -> None:
-    """The second query of a filter copies its rows; the copy gives the same matches and scores
-    as the scattered scan, and a write drops it (a fresh vector that passes is found)."""
+    """The third query in a row of a filter copies its rows; the copy gives the same matches and
+    scores as the scattered scan, and a write drops it (a fresh vector that passes is found)."""
 
     def same(a: Any, b: Any) -> bool:
         return a.ids == b.ids and [m.score for m in a.matches] == pytest.approx([m.score for m in b.matches], rel=1e-6)
@@ -381,7 +381,9 @@ def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: An
         idx.upsert([likewise.Vector("fresh", fresh.tolist(), {"g": 3})])
         idx.optimize()
         assert engine._candidate_cache.rows_bytes == 0
-        idx.query(queries[0], top_k=10, filter={"g": 3})
+        for _ in range(2):
+            idx.query(queries[0], top_k=10, filter={"g": 3})
+            assert not engine.last_plan.copy
         res = idx.query(queries[0], top_k=10, filter={"g": 3})
         assert engine.last_plan.copy and res.ids[0] == "fresh"
         assert all(v == "fresh" or int(v[1:]) % 10 == 3 for v in res.ids)
@@ -398,12 +400,15 @@ def test_copies_of_sets_stay_within_the_fraction(tmp_path: Any) -> None:
         idx.optimize()
         engine = idx._engine
         for g in range(3):  # each set is 10% of the graph; 15% holds one copy
-            for _ in range(2):
+            for _ in range(3):
                 idx.query(x[g], top_k=5, filter={"g": g})
             assert engine.last_plan.copy  # the new copy pushed the older one out
         assert engine._candidate_cache.rows_bytes == 2000 * 16 * 4
         assert idx.query(x[0], top_k=1, filter={"g": 0}).ids == ["v0"]
-        assert engine.last_plan.method == "exact" and not engine.last_plan.copy  # dropped once: not again
+        assert engine.last_plan.method == "exact" and not engine.last_plan.copy  # back too late for a copy
+        for _ in range(2):
+            idx.query(x[0], top_k=1, filter={"g": 0})
+        assert engine.last_plan.copy  # hot again: copied again
         # Sets queried in turn, more of them than the copies fit: none is copied.
         idx.upsert([likewise.Vector("new", x[0].tolist(), {"g": 0})])  # a write clears the cache
         idx.optimize()

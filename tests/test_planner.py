@@ -90,24 +90,24 @@ def test_a_set_is_copied_when_queried_again_soon_within_the_limits() -> None:
     assert limit == 18.0 * math.sqrt(10 * H)
     cand = candidates(H, 10_000)  # over the 9·√(k·h) scattered limit, under the copy limit
     size, budget = 10_000 * 384 * 4, 4 * 10_000 * 384 * 4  # four such copies fit
-    cand.uses, cand.gap = 1, 1
-    assert not worth_copying(cand, 10, H, p, size, budget)  # first query: no copy yet
-    cand.uses = 2
+    cand.uses, cand.gaps = 2, (1, 1)
+    assert not worth_copying(cand, 10, H, p, size, budget)  # back once: no copy yet
+    cand.uses = 3
     assert worth_copying(cand, 10, H, p, size, budget)
-    cand.gap = 4
+    cand.gaps = (4, 3)
     assert worth_copying(cand, 10, H, p, size, budget)
-    cand.gap = 5  # back after more queries than copies fit: an LRU would have dropped it
+    cand.gaps = (5, 1)  # back after more queries than copies fit: an LRU would have dropped it
     assert not worth_copying(cand, 10, H, p, size, budget)
-    cand.gap = 1
+    cand.gaps = (1, 5)
+    assert not worth_copying(cand, 10, H, p, size, budget)
+    cand.gaps = (1, 1)
     assert not worth_copying(cand, 10, H, p, size, size - 1)  # the copy alone is over the budget
     assert not worth_copying(cand, 10, H, EngineParams(rows_cache_fraction=0.0), size, budget)
-    cand.copy_dropped = True
-    assert not worth_copying(cand, 10, H, p, size, budget)
     big = candidates(H, int(limit) + 1)
-    big.uses, big.gap = 2, 1
+    big.uses, big.gaps = 3, (1, 1)
     assert not worth_copying(big, 10, H, p, size, budget)  # a scan of that many rows would not be planned
     whole = Candidates.build(None, H, H)
-    whole.uses, whole.gap = 2, 1
+    whole.uses, whole.gaps = 3, (1, 1)
     assert not worth_copying(whole, 10, H, p, size, budget)  # the graph's storage is contiguous already
 
 
@@ -141,13 +141,12 @@ def test_copies_stay_within_their_budget_least_recently_used_first_out() -> None
     assert cache.hold_rows(sets[0], 16_000, make(16_000), budget=20_000)
     assert cache.rows_bytes == 16_000
     assert cache.hold_rows(sets[1], 16_000, make(16_000), budget=20_000)  # ns0's copy makes room
-    assert sets[0].rows is None and sets[0].copy_dropped and cache.rows_bytes == 16_000
-    assert not cache.hold_rows(sets[0], 16_000, make(16_000), budget=20_000)  # dropped once: not again
+    assert sets[0].rows is None and cache.rows_bytes == 16_000
     assert cache.hold_rows(sets[2], 8_000, make(8_000), budget=40_000)
     assert cache.rows_bytes == 24_000
     assert cache.get((None, "ns1")) is sets[1]  # ns1's copy is now the most recently used
     assert cache.hold_rows(sets[3], 24_000, make(24_000), budget=40_000)
-    assert sets[2].copy_dropped and sets[1].rows is not None and cache.rows_bytes == 40_000
+    assert sets[2].rows is None and sets[1].rows is not None and cache.rows_bytes == 40_000
     cache.put((None, "ns3"), sets[3])  # ns0 is the least recently used set: it goes
     cache.put((None, "ns4"), candidates(H, 10))  # then ns2, then ns1, with its copy
     cache.put((None, "ns5"), candidates(H, 10))

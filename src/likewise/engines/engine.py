@@ -787,7 +787,8 @@ class VectorEngine:
         before = cand.nbytes
         try:
             self._queries += 1
-            cand.uses, cand.gap, cand.last_use = cand.uses + 1, self._queries - cand.last_use, self._queries
+            cand.gaps = (cand.gaps[1], self._queries - cand.last_use)
+            cand.uses, cand.last_use = cand.uses + 1, self._queries
             graph, p = self.graph, self.params
             budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
             nbytes = cand.graph_count * self.dimensions * 4

@@ -57,8 +57,7 @@ class Candidates:
     rows: np.ndarray | None = None  # the graph's rows at graph_positions(), contiguous (see copy_rows)
     uses: int = 0  # queries planned with this set
     last_use: int = 0  # the engine's query count at the last of them
-    gap: int = 0  # queries between the last two uses (the set's reuse distance)
-    copy_dropped: bool = False  # its copy made room for another's: not copied again
+    gaps: tuple[int, int] = (0, 0)  # queries between its last three uses (its reuse distances)
 
     @classmethod
     def build(cls, mask: np.ndarray | None, count: int, h: int) -> Candidates:
@@ -130,9 +129,8 @@ class CandidateCache:
     """Candidate sets by (filter, namespace), least recently used first out, bounded in bytes.
 
     The copies of sets' rows are bounded apart, by the budget :meth:`hold_rows` is given: to make
-    room for a new copy, the copies used least recently are dropped (their sets stay). A set whose
-    copy was dropped is not copied again until the cache is cleared (by any write), so sets used in
-    turn cannot make each other copy their rows again and again.
+    room for a new copy, the copies used least recently are dropped (their sets stay). Which sets
+    are worth a copy is :func:`worth_copying`'s call.
     """
 
     def __init__(self, max_bytes: int = 64 << 20, max_entries: int = 4096) -> None:
@@ -168,7 +166,7 @@ class CandidateCache:
         ``budget`` bytes for all copies; returns whether the set has a copy."""
         if cand.rows is not None:
             return True
-        if cand.copy_dropped or nbytes > budget:
+        if nbytes > budget:
             return False
         while self.rows_bytes + nbytes > budget:
             self._drop_copy(next(iter(self._copies.values())))
@@ -180,7 +178,7 @@ class CandidateCache:
     def _drop_copy(self, cand: Candidates) -> None:
         self.rows_bytes -= cand.rows_nbytes
         del self._copies[id(cand)]
-        cand.rows, cand.copy_dropped = None, True
+        cand.rows = None
 
     def clear(self) -> None:
         self._entries.clear()
@@ -242,19 +240,19 @@ def exact_rows_limit(k: int, h: int, p: EngineParams) -> float:
 def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int, budget: int) -> bool:
     """Whether a set should get a contiguous copy of its rows (``nbytes`` of them) now.
 
-    It is being queried again, and soon enough: an LRU of ``budget`` bytes keeps a set that comes
-    back within about ``budget // nbytes`` other queries, so a set whose last two uses were
-    further apart (sets queried in turn, more of them than the copies fit) would only be copied to
-    be dropped. It is a strict part of the graph (all of it is contiguous already), and its exact
-    scan would be planned once the copy is there.
+    Its last two returns each came soon enough: an LRU of ``budget`` bytes keeps a set that comes
+    back within about ``budget // nbytes`` queries, so a set that comes back later (one of sets
+    queried in turn, more of them than the copies fit) would only be copied to be dropped; two
+    returns, not one, so that a chance repeat among such sets does not pay for a copy. It is a
+    strict part of the graph (all of it is contiguous already), and its exact scan would be
+    planned once the copy is there.
     """
     return (
-        cand.uses >= 2
+        cand.uses >= 3
         and cand.rows is None
-        and not cand.copy_dropped
         and p.rows_cache_fraction > 0
         and 0 < nbytes <= budget
-        and cand.gap <= budget // nbytes
+        and max(cand.gaps) <= budget // nbytes
         and 0 < cand.graph_count < h
         and cand.graph_size == h
         and cand.graph_count <= exact_rows_limit(k, h, p)
