@@ -153,3 +153,14 @@ def test_copies_stay_within_their_budget_least_recently_used_first_out() -> None
     assert cache.get((None, "ns1")) is None and cache.rows_bytes == 24_000  # ns3's copy is left
     cache.clear()
     assert cache.rows_bytes == 0
+
+
+def test_the_cache_counts_uses_and_the_gaps_between_them() -> None:
+    from likewise.engines.planner import CandidateCache
+
+    cache = CandidateCache()
+    a, b = candidates(H, 100), candidates(H, 100)
+    for cand in (a, b, b, a, a):
+        cache.use(cand)
+    assert (a.uses, a.gaps) == (3, (3, 1))  # used at queries 1, 4 and 5
+    assert (b.uses, b.gaps) == (2, (2, 1))  # used at queries 2 and 3 (the first gap counts from 0)

@@ -146,7 +146,6 @@ class VectorEngine:
         self._alive_mask_cache: np.ndarray | None = None
         self._version = 0  # bumped on every change of positions, liveness or graph coverage
         self._candidate_cache = CandidateCache()
-        self._queries = 0  # filtered queries planned: the clock of the candidate sets' reuse
         self._snapshot_count = 0
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -786,15 +785,14 @@ class VectorEngine:
         under ``_lock``; derived forms of the set are counted in the candidate cache."""
         before = cand.nbytes
         try:
-            self._queries += 1
-            cand.gaps = (cand.gaps[1], self._queries - cand.last_use)
-            cand.uses, cand.last_use = cand.uses + 1, self._queries
+            cache = self._candidate_cache
+            cache.use(cand)
             graph, p = self.graph, self.params
             budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
             nbytes = cand.graph_count * self.dimensions * 4
             if graph is not None and worth_copying(cand, k, h, p, nbytes, budget):
                 positions = cand.graph_positions()
-                self._candidate_cache.hold_rows(cand, nbytes, lambda: graph.vectors()[positions], budget)
+                cache.hold_rows(cand, nbytes, lambda: graph.vectors()[positions], budget)
             return choose_plan(cand, k, h, p, self.cells, graph is not None)
         finally:
             self._candidate_cache.grew(cand, before)

@@ -54,9 +54,9 @@ class Candidates:
     positions: np.ndarray | None = None
     bits: np.ndarray | None = None
     groups: CellGroups | None = None  # the graph positions grouped by cell, for the cells plan
-    rows: np.ndarray | None = None  # the graph's rows at graph_positions(), contiguous (see copy_rows)
-    uses: int = 0  # queries planned with this set
-    last_use: int = 0  # the engine's query count at the last of them
+    rows: np.ndarray | None = None  # the graph's rows at graph_positions(), contiguous (see worth_copying)
+    uses: int = 0  # queries planned with this set (counted by CandidateCache.use)
+    last_use: int = 0  # the cache's query clock at the last of them
     gaps: tuple[int, int] = (0, 0)  # queries between its last three uses (its reuse distances)
 
     @classmethod
@@ -138,6 +138,7 @@ class CandidateCache:
         self._copies: OrderedDict[int, Candidates] = OrderedDict()  # by id(), least recently used first
         self._bytes = 0
         self.rows_bytes = 0
+        self._clock = 0  # queries planned with a cached set: the clock of the sets' reuse distances
         self.max_bytes, self.max_entries = max_bytes, max_entries
 
     def get(self, key: tuple[Filter | None, str | None]) -> Candidates | None:
@@ -156,6 +157,12 @@ class CandidateCache:
             self._bytes -= old.nbytes
             if old.rows is not None:
                 self._drop_copy(old)
+
+    def use(self, cand: Candidates) -> None:
+        """Count a query planned with ``cand``: its uses and the gaps between them."""
+        self._clock += 1
+        cand.gaps = (cand.gaps[1], self._clock - cand.last_use)
+        cand.uses, cand.last_use = cand.uses + 1, self._clock
 
     def grew(self, cand: Candidates, before: int) -> None:
         """A cached entry derived another form of its set (bits from positions or the reverse)."""
