@@ -14,8 +14,9 @@ section filter of two kinds:
 * ``hot``: ``tenth = 3`` for every query: one filter an application repeats (a tenant, a
   category), the case the copies of queried sets are for.
 
-For each plan (``cells`` at several scan sizes, ``hnsw`` filtered, ``exact`` over scattered rows or
-over the set's contiguous copy) it reports recall@10 against exact search over the section, and
+For each plan (the planner with and without the sketches, ``sketch`` wherever it applies, ``cells``
+at several scan sizes, ``hnsw`` filtered, ``exact`` over scattered rows or over the set's contiguous
+copy) it reports recall@10 against exact search over the section, and
 single-query QPS, all in one process and one run. Recall is given twice: by id, and counting ties
 (a result whose score equals the exact 10th score to 1e-6 counts), since 7% of the descriptions
 are exact duplicates of another one and a returned twin is a miss by id only.
@@ -104,6 +105,13 @@ def main() -> None:
             if cells is not None
             else "no cells"
         )
+        sketches = engine.sketches
+        calibration += (
+            "; sketches: share of the candidates to score by depth: "
+            + ", ".join(f"{int(d)}: {x:.3f}" for d, x in zip(sketches.depths, sketches.reach))
+            if sketches is not None
+            else "; no sketches"
+        )
         unit = docs / np.linalg.norm(docs, axis=1, keepdims=True)
 
         def truth(qi: int, flt: tuple[str, Any]) -> tuple[set[str], float]:
@@ -114,10 +122,15 @@ def main() -> None:
             return {str(j) for j in top}, float(s[top[-1]])
 
         truths = {kind: [truth(qi, s) for qi, s in qs] for kind, qs in queries.items()}
-        # Copies of sets' rows (made on a set's second query) stay in the candidate cache across
-        # settings; every setting but the planner's own and the copy's turns them off.
-        plain = replace(base, rows_cache_fraction=0.0)
-        plans: list[tuple[str, Any]] = [("planner (defaults)", base), ("planner, no copies", plain)]
+        # Copies of sets' rows stay in the candidate cache across settings; every setting but the
+        # planner's own and the copy's turns them off, and the sketches with them.
+        plain = replace(base, rows_cache_fraction=0.0, sketches=False)
+        plans: list[tuple[str, Any]] = [
+            ("planner (defaults)", base),
+            ("planner, no sketches", replace(base, sketches=False)),
+            ("planner, no sketches or copies", plain),
+            ("sketches wherever they apply", replace(base, cells=False, rows_cache_fraction=0.0, sketch_sqrt_factor=1e9)),
+        ]
         plans += [(f"cells, max share {x}", replace(plain, cells_max_share=float(x))) for x in args.shares.split(",") if x]
         plans += [("hnsw filtered (ef 1.2·k/sel)", replace(plain, cells=False, exact_max_candidates=0, exact_sqrt_factor=0.0))]
         plans += [("exact, scattered rows", replace(plain, cells=False, exact_max_candidates=10**9))]

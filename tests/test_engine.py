@@ -270,6 +270,7 @@ def test_cells_nearest_takes_whole_cells_in_order() -> None:
 
 def test_cells_calibration_reads_the_data() -> None:
     """Clustered data needs few cells for its neighbours; structureless data needs many."""
+    from likewise.engines.calibration import held_out
     from likewise.engines.cells import Cells
 
     rng = np.random.default_rng(4)
@@ -279,7 +280,7 @@ def test_cells_calibration_reads_the_data() -> None:
     for rows in (clustered, noise):
         cells = Cells.train(rows, "euclidean", len(rows))
         cells.extend(rows)
-        cells.calibrate(lambda rows=rows: rows, np.arange(0, 20000, 160))
+        cells.calibrate(held_out(lambda rows=rows: rows, len(rows), np.arange(0, 20000, 160), "euclidean"))
         assert list(cells.depths) == [10, 20, 50, 100, 200, 500, 1000, 2000]
         assert np.all(np.diff(cells.shares) >= 0) and 0 < cells.shares[0] <= cells.shares[-1] <= 1
         shares.append(cells.share(100))
@@ -325,7 +326,7 @@ def test_failed_cell_training_is_not_fatal(tmp_path: Any, monkeypatch: pytest.Mo
         idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=[{"g": i % 2} for i in range(len(x))])
         idx.optimize()
         engine = idx._engine
-        assert engine.cells is None and engine.indexed == 5000 and not engine._cells_due()
+        assert engine.cells is None and engine.indexed == 5000 and not engine._training_due()
         res = idx.query(x[0], top_k=3, filter={"g": 0})
         assert res.ids[0] == "v0" and engine.last_plan.method in ("exact", "hnsw")
 
@@ -356,7 +357,9 @@ def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: An
         return a.ids == b.ids and [m.score for m in a.matches] == pytest.approx([m.score for m in b.matches], rel=1e-6)
     x, _group = _clustered(20000, 16, 21)
     meta = [{"g": int(i % 10)} for i in range(len(x))]
-    params = likewise.EngineParams(ann_threshold=1000, background=False, cells=False, exact_max_candidates=3000)
+    params = likewise.EngineParams(
+        ann_threshold=1000, background=False, cells=False, sketches=False, exact_max_candidates=3000
+    )
     rng = np.random.default_rng(22)
     queries = x[rng.choice(len(x), 20, replace=False)] + 0.05
     with likewise.open(tmp_path / "d", engine=params) as db:
@@ -392,7 +395,8 @@ def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: An
 def test_copies_of_sets_stay_within_the_fraction(tmp_path: Any) -> None:
     x, _group = _clustered(20000, 16, 23)
     params = likewise.EngineParams(
-        ann_threshold=1000, background=False, cells=False, exact_max_candidates=3000, rows_cache_fraction=0.15
+        ann_threshold=1000, background=False, cells=False, sketches=False, exact_max_candidates=3000,
+        rows_cache_fraction=0.15,
     )
     with likewise.open(tmp_path / "d", engine=params) as db:
         idx = db.create_index("c", dimensions=16, metric="euclidean")

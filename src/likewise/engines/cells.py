@@ -19,8 +19,8 @@ How many cells a query must read depends on the data, not only on its size: on b
 clustered vectors 3% of the cells hold 97% of a query's 100 nearest neighbours, on MiniLM
 embeddings of real text it takes far more. So the cells are *calibrated* when trained: held-out
 indexed vectors are used as queries, their true nearest neighbours at several depths (10 … 2,000)
-are found exactly, and for each depth the share of cells (in centroid order) that holds 97% of them
-is recorded. A filtered query of ``k`` results over a set of selectivity ``s`` needs the top
+are found exactly (:mod:`.calibration`), and for each depth the share of cells (in centroid order)
+that holds 97% of them is recorded. A filtered query of ``k`` results over a set of selectivity ``s`` needs the top
 ``k/s`` of the whole data, so it reads that depth's share of the cells that hold candidates; the
 planner uses the cells plan only where that share is small enough to beat an exact scan.
 """
@@ -28,13 +28,13 @@ planner uses the cells plan only where that share is small enough to beat an exa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faiss as _faiss
 import numpy as np
 
+from .calibration import HeldOut
 from .columns import _Growable
 
 faiss: Any = _faiss
@@ -43,9 +43,7 @@ __all__ = ["CellGroups", "Cells", "cell_count"]
 
 SAMPLE_PER_CELL = 64  # faiss warns below 39 training points per centroid
 ASSIGN_BLOCK = 65_536
-DEPTHS = (10, 20, 50, 100, 200, 500, 1000, 2000)  # neighbour depths the calibration measures
 RECALL_TARGET = 0.97  # share of each depth's neighbours the calibrated cells must hold
-CALIBRATION_QUERIES = 128
 
 
 def cell_count(n: int) -> int:
@@ -129,48 +127,22 @@ class Cells:
         dots = queries @ self.centroids.T
         return self._half_sq - dots if self._half_sq is not None else -dots
 
-    def calibrate(self, rows_of: Callable[[], np.ndarray], picks: np.ndarray, hold: Any = None) -> None:
-        """Measure, on the indexed rows (``rows_of()``, at least ``len(self)`` of them) queried by
-        the rows at ``picks`` (each excluded from its own answer), the share of cells that holds
-        97% of the true neighbours at each depth.
-
-        ``hold`` is a context manager factory taken around each use of the rows (the engine's shared
-        graph lock), and ``rows_of`` is called inside it: the graph's storage can move between two
-        holds, so a view must not outlive one.
-        """
-        from contextlib import nullcontext
-
-        hold = hold or nullcontext
-        h = len(self)
-        depths = [d for d in DEPTHS if d <= h // 4] or [1]
-        deepest = max(depths)
-        assign = self._assign.view[:h]
-        norms = None
+    def calibrate(self, held: HeldOut) -> None:
+        """Record, for each depth of ``held`` (true neighbours of held-out indexed rows), the share
+        of cells, in centroid order, that holds 97% of those neighbours."""
+        assign = self._assign.view
+        keys = self._keys(held.queries)
         ranks: list[np.ndarray] = []
-        for start in range(0, len(picks), 8):
-            block = picks[start : start + 8]
-            with hold():
-                rows = rows_of()[:h]
-                queries = rows[block].copy()
-                scores = rows @ queries.T  # [h, b]; higher is nearer
-                if self.metric == "euclidean":
-                    if norms is None:
-                        norms = np.einsum("ij,ij->i", rows, rows)
-                    scores = 2 * scores - norms[:, None]
-            scores[block, np.arange(len(block))] = -np.inf
-            top = np.argpartition(-scores, deepest - 1, axis=0)[:deepest]
-            keys = self._keys(queries)
-            for j in range(len(block)):
-                nearest = top[np.argsort(-scores[top[:, j], j], kind="stable"), j]
-                rank = np.empty(self.count, dtype=np.int64)
-                rank[np.argsort(keys[j], kind="stable")] = np.arange(self.count)
-                ranks.append(rank[assign[nearest]])
+        for j, nearest in enumerate(held.nearest):
+            rank = np.empty(self.count, dtype=np.int64)
+            rank[np.argsort(keys[j], kind="stable")] = np.arange(self.count)
+            ranks.append(rank[assign[nearest]])
         shares = []
-        for d in depths:
+        for d in held.depths:
             hist = np.bincount(np.concatenate([r[:d] for r in ranks]), minlength=self.count)
             covered = np.cumsum(hist) / hist.sum()
             shares.append((int(np.searchsorted(covered, RECALL_TARGET)) + 1) / self.count)
-        self.depths = np.array(depths, dtype=np.float64)
+        self.depths = np.array(held.depths, dtype=np.float64)
         self.shares = np.maximum.accumulate(np.array(shares, dtype=np.float64))
 
     def assign(self, rows: np.ndarray) -> np.ndarray:

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..filters import Filter, lookup
-from .cells import CALIBRATION_QUERIES, SAMPLE_PER_CELL, Cells, cell_count
+from .calibration import CALIBRATION_QUERIES, held_out
+from .cells import SAMPLE_PER_CELL, Cells, cell_count
 from .columns import Column, _Growable
 from .hnsw import (
     HnswGraph,
@@ -40,6 +41,7 @@ from .hnsw import (
 from .ids import IdTable
 from .planner import CandidateCache, Candidates, Plan, choose_plan, worth_copying
 from .rwlock import SharedLock
+from .sketches import Sketches
 
 __all__ = ["EngineParams", "Plan", "StoreView", "VectorEngine"]
 
@@ -104,6 +106,15 @@ class EngineParams:
     cells_max_share: float = 0.15
     cells_floor_per_k: int = 20
     cells_min: int = 16
+    # The sketch plan (see .sketches): for candidate sets of more than sketch_min_candidates and up
+    # to sketch_sqrt_factor·√(k·n), rank the candidates by their 1-bit codes and score exactly the
+    # calibrated share of them (at least sketch_floor_per_k·k), when that share is at most
+    # sketch_max_share; beyond it an exact scan costs about the same and misses nothing.
+    sketches: bool = True
+    sketch_min_candidates: int = 2000
+    sketch_sqrt_factor: float = 18.0
+    sketch_floor_per_k: int = 16
+    sketch_max_share: float = 0.25
     compact_dead_fraction: float = 0.3
     snapshot_every: int = 100_000  # newly indexed vectors between background snapshots
     background: bool = True
@@ -136,9 +147,10 @@ class VectorEngine:
         self.ids = IdTable()
         self.graph: HnswGraph | None = None
         self.cells: Cells | None = None  # covers graph positions 0 .. len(cells)-1 (all, when in use)
-        self._cells_unsaved = False
-        self._cells_failed_at = -1  # graph size at a failed training: not retried before it grows
-        self._cells_training = threading.Lock()
+        self.sketches: Sketches | None = None  # likewise
+        self._trained_unsaved = False  # cells or sketches trained since the last snapshot
+        self._training_failed_at = -1  # graph size at a failed training: not retried before it grows
+        self._training = threading.Lock()
         self.tail: list[np.ndarray] = []
         self.dead = 0
         self.columns: dict[str, Column] = {}
@@ -238,6 +250,10 @@ class VectorEngine:
             cells = {k[6:]: v for k, v in extras.items() if k.startswith("cells_")}
             if cells["centroids"].shape[1:] == (self.dimensions,) and "shares" in cells:
                 self.cells = Cells.unpack(cells, self.metric)
+        if "sketch_codes" in extras and len(extras["sketch_codes"]) == snap.graph.ntotal:
+            sketches = {k[7:]: v for k, v in extras.items() if k.startswith("sketch_")}
+            if sketches["centre"].shape == (self.dimensions,):
+                self.sketches = Sketches.unpack(sketches)
         return f"snapshot of {snap.graph.ntotal} vectors ({how}; {len(keys)} metadata columns restored)"
 
     def _restore_from_store(self, snap: Snapshot, source: StoreView, after: int) -> str:
@@ -359,7 +375,7 @@ class VectorEngine:
         self._wake.notify_all()
 
     def _pending(self, flush: bool) -> bool:
-        if self._needs_compaction() or self._cells_due():
+        if self._needs_compaction() or self._training_due():
             return True
         if not self.tail:
             return False
@@ -373,28 +389,39 @@ class VectorEngine:
 
     def _cells_due(self) -> bool:
         """Whether the cells should be (re)trained: none yet, or the graph grew fourfold since."""
-        graph, p = self.graph, self.params
-        if not p.cells or graph is None:
+        return self.params.cells and self._due(self.cells)
+
+    def _sketches_due(self) -> bool:
+        """Whether the sketches should be (re)trained, on the same terms as the cells."""
+        return self.params.sketches and self._due(self.sketches)
+
+    def _due(self, trained: Cells | Sketches | None) -> bool:
+        graph = self.graph
+        if graph is None:
             return False
         h = graph.ntotal
-        if h < p.ann_threshold or h <= self._cells_failed_at:
+        if h < self.params.ann_threshold or h <= self._training_failed_at:
             return False
-        return self.cells is None or h >= 4 * self.cells.trained_on
+        return trained is None or h >= 4 * trained.trained_on
 
-    def _train_cells(self) -> None:
-        """Train cells on the graph's rows, and assign every position, while queries go on.
+    def _training_due(self) -> bool:
+        return self._cells_due() or self._sketches_due()
+
+    def _train(self) -> None:
+        """Train the cells and the sketches that are due on the graph's rows, code every position,
+        and calibrate them, while queries go on.
 
         The graph only grows in ``_step`` under ``_graph_lock`` held alone, so holding it shared
-        while copying rows keeps them still; k-means and the assignment run on copies, without
-        locks. Rows indexed meanwhile are assigned when the cells are put in place.
+        while copying rows keeps them still; k-means, the assignment and the coding run on copies,
+        without locks. Rows indexed meanwhile are added when the new ones are put in place.
         """
-        with self._cells_training:  # the indexer and a flush() may both find them due
+        with self._training:  # the indexer and a flush() may both find them due
             with self._lock:
-                if not self._cells_due():
-                    return
-            self._train_cells_now()
+                cells_due, sketches_due = self._cells_due(), self._sketches_due()
+            if cells_due or sketches_due:
+                self._train_now(cells_due, sketches_due)
 
-    def _train_cells_now(self) -> None:
+    def _train_now(self, cells_due: bool, sketches_due: bool) -> None:
         with self._graph_lock.shared():
             graph = self.graph
             if graph is None:
@@ -405,41 +432,61 @@ class VectorEngine:
             pick = np.sort(np.random.default_rng(h).choice(h, want, replace=False))
             sample = rows[pick]
         try:
-            cells = Cells.train(sample, self.metric, h)
+            cells = Cells.train(sample, self.metric, h) if cells_due else None
+            sketches = Sketches.train(sample, h) if sketches_due else None
             del sample
-            parts: list[np.ndarray] = []
+            assigned: list[np.ndarray] = []
+            coded: list[np.ndarray] = []
             for start in range(0, h, 16_384):
                 with self._graph_lock.shared():
                     if self.graph is not graph or self._closed:
                         return  # compacted meanwhile (the next due check starts again), or closing
                     block = graph.vectors()[start : min(h, start + 16_384)].copy()
-                parts.append(cells.assign(block))
-            for part in parts:
-                cells.extend_assigned(part)
+                if cells is not None:
+                    assigned.append(cells.assign(block))
+                if sketches is not None:
+                    coded.append(sketches.encode(block))
+            for part in assigned:
+                cells.extend_assigned(part)  # type: ignore[union-attr]
+            for part in coded:
+                sketches.extend_coded(part)  # type: ignore[union-attr]
             picks = np.sort(np.random.default_rng(h + 1).choice(h, min(CALIBRATION_QUERIES, h // 20 or 1), replace=False))
-            cells.calibrate(graph.vectors, picks, hold=self._graph_lock.shared)
-        except Exception:  # cells only speed filters up: without them the other plans serve
-            self._cells_failed_at = h
-            log.exception("training cells on %d vectors failed; filtered queries use the other plans", h)
+            held = held_out(graph.vectors, h, picks, self.metric, hold=self._graph_lock.shared)
+            for trained in (cells, sketches):
+                if trained is not None:
+                    trained.calibrate(held)
+        except Exception:  # cells and sketches only speed filters up: without them the other plans serve
+            self._training_failed_at = h
+            log.exception("training cells and sketches on %d vectors failed; filtered queries use the other plans", h)
             return
         with self._graph_lock, self._lock:
             if self.graph is not graph:
                 return
-            if graph.ntotal > h:
-                cells.extend(graph.vectors()[h:])
-            self.cells = cells
-            self._cells_unsaved = True
+            for trained in (cells, sketches):
+                if trained is not None and graph.ntotal > h:
+                    trained.extend(graph.vectors()[h:])
+            if cells is not None:
+                self.cells = cells
+            if sketches is not None:
+                self.sketches = sketches
+            self._trained_unsaved = True
             self._changed()
-        log.info("trained %d cells on %d indexed vectors", cells.count, h)
+        log.info("trained %s on %d indexed vectors", " and ".join(
+            what for what, done in (("cells", cells), ("sketches", sketches)) if done is not None), h)
 
     def _grow_graph(self, graph: HnswGraph, chunk: np.ndarray) -> None:
-        """Add a chunk to the graph, and its rows to the cells (caller holds ``_graph_lock``)."""
-        cells = self.cells
+        """Add a chunk to the graph, and its rows to the cells and sketches (caller holds
+        ``_graph_lock``)."""
+        cells, sketches = self.cells, self.sketches
         if cells is not None and len(cells) != graph.ntotal:
             self.cells = cells = None  # out of step (never expected): drop them, they retrain
+        if sketches is not None and len(sketches) != graph.ntotal:
+            self.sketches = sketches = None
         graph.add(chunk)
         if cells is not None:
             cells.extend(chunk)
+        if sketches is not None:
+            sketches.extend(chunk)
 
     def _step(self, flush: bool) -> bool:
         """Do one unit of indexing work; returns False when there was none.
@@ -450,9 +497,9 @@ class VectorEngine:
         with ``_lock`` held too.
         """
         with self._lock:
-            train = self._cells_due() and not self._needs_compaction()
+            train = self._training_due() and not self._needs_compaction()
         if train:
-            self._train_cells()
+            self._train()
             return True
         with self._graph_lock:
             with self._lock:
@@ -513,6 +560,9 @@ class VectorEngine:
         if self.cells is not None:  # the centroids still describe the data: only positions changed
             old = self.cells
             self.cells = Cells(old.centroids, self.metric, old.trained_on, depths=old.depths, shares=old.shares)
+        if self.sketches is not None:  # likewise the centre: the codes are made again as the graph grows
+            old_sk = self.sketches
+            self.sketches = Sketches(old_sk.centre, old_sk.trained_on, depths=old_sk.depths, reach=old_sk.reach)
         self.tail = []
         self.dead = 0
         self.columns = {}
@@ -539,7 +589,9 @@ class VectorEngine:
             extras = self._pack(h)
         save_snapshot(self._snapshot_dir, self.graph, labels, self.dimensions, extras)
         self._snapshot_count = h
-        self._cells_unsaved = "cells_centroids" not in extras and self.cells is not None
+        self._trained_unsaved = ("cells_centroids" not in extras and self.cells is not None) or (
+            "sketch_codes" not in extras and self.sketches is not None
+        )
 
     def _pack(self, upto: int) -> dict[str, np.ndarray]:
         """Ids, liveness and metadata columns of positions ``0 .. upto-1``, for the snapshot."""
@@ -557,12 +609,14 @@ class VectorEngine:
             extras.update({f"ns_{k}": v for k, v in self.namespaces.pack(upto).items()})
         if self.cells is not None and len(self.cells) >= upto:
             extras.update({f"cells_{k}": v for k, v in self.cells.pack(upto).items()})
+        if self.sketches is not None and len(self.sketches) >= upto:
+            extras.update({f"sketch_{k}": v for k, v in self.sketches.pack(upto).items()})
         return extras
 
     def save(self) -> bool:
         """Write a snapshot if the graph has grown since the last one. Returns whether it wrote."""
         with self._graph_lock:
-            if self.graph is None or (self.graph.ntotal == self._snapshot_count and not self._cells_unsaved):
+            if self.graph is None or (self.graph.ntotal == self._snapshot_count and not self._trained_unsaved):
                 return False
             self._save_locked()
             return True
@@ -751,6 +805,9 @@ class VectorEngine:
                     nearby = cells.nearest(q, groups, share, self.params.cells_floor_per_k * k, self.params.cells_min)
                     d, pos = graph.exact(q, kk, nearby)
                     plan = Plan("cells", cand.count, scanned=len(nearby))
+                elif plan.method == "sketch":
+                    sketches, positions, r = work
+                    d, pos = graph.exact(q, kk, sketches.nearest(q, positions, r))
                 elif plan.copy:
                     rows, positions = work
                     d, pos = exact_rows(q, kk, rows, self.metric)
@@ -790,10 +847,11 @@ class VectorEngine:
             graph, p = self.graph, self.params
             budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
             nbytes = cand.graph_count * self.dimensions * 4
-            if graph is not None and worth_copying(cand, k, h, p, nbytes, budget):
+            sketches = self.sketches
+            if graph is not None and worth_copying(cand, k, h, p, nbytes, budget, sketches):
                 positions = cand.graph_positions()
                 cache.hold_rows(cand, nbytes, lambda: graph.vectors()[positions], budget)
-            return choose_plan(cand, k, h, p, self.cells, graph is not None)
+            return choose_plan(cand, k, h, p, self.cells, graph is not None, sketches)
         finally:
             self._candidate_cache.grew(cand, before)
 

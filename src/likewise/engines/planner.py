@@ -12,6 +12,10 @@ then picks how to search the set's graph positions, from its size and the data's
 * **cells**: a selective set (more than ``cells_min_candidates``, up to ``cells_max_selectivity`` of
   the graph) where the calibrated cells (:mod:`.cells`) hold a query's neighbours in a small share
   of themselves: the candidates of the nearest cells are scored exactly;
+* **sketch**: a set in the exact plan's range, but larger than ``sketch_min_candidates`` (up to
+  ``sketch_sqrt_factor``·√(k·h)), where the calibrated sketches (:mod:`.sketches`) find a query's
+  neighbours among a small share of the candidates: all candidates are ranked by their 1-bit
+  codes, and that share is scored exactly;
 * **hnsw**: a broad set is searched in the graph restricted to a bitmap of the candidates, with
   ``efSearch`` raised in proportion to how selective the filter is.
 
@@ -30,11 +34,12 @@ import numpy as np
 
 from ..filters import Filter
 from .cells import CellGroups, Cells
+from .sketches import Sketches
 
 if TYPE_CHECKING:
     from .engine import EngineParams
 
-__all__ = ["CandidateCache", "Candidates", "Plan", "choose_plan", "exact_rows_limit", "worth_copying"]
+__all__ = ["CandidateCache", "Candidates", "Plan", "choose_plan", "exact_rows_limit", "sketch_reach", "worth_copying"]
 
 
 @dataclass
@@ -198,21 +203,22 @@ class CandidateCache:
 class Plan:
     """How a query was answered (for tests, benchmarks and ``explain``)."""
 
-    method: str  # "exact" | "hnsw" | "cells" | "empty"
+    method: str  # "exact" | "hnsw" | "cells" | "sketch" | "empty"
     candidates: int
     ef: int = 0
-    scanned: int = 0  # cells plan: candidates scored exactly
+    scanned: int = 0  # cells and sketch plans: candidates scored exactly
     copy: bool = False  # exact plan: scored from the set's contiguous copy of its rows
 
 
 def choose_plan(
-    cand: Candidates, k: int, h: int, p: EngineParams, cells: Cells | None, graph: bool
+    cand: Candidates, k: int, h: int, p: EngineParams, cells: Cells | None, graph: bool,
+    sketches: Sketches | None = None,
 ) -> tuple[Plan, Any]:
     """How to search the graph's ``h`` positions for the top ``k`` of ``cand``, and that plan's
     input: ``(plan, input)``, the input ``None`` when the graph has nothing to search.
 
-    Inputs: the cells, the candidates grouped by cell and the share to read ("cells"); sorted
-    positions, or ``None`` for all, or with ``plan.copy`` the pair (copy of the rows, positions)
+    Inputs: the cells, the candidates grouped by cell and the share to read ("cells"); the
+    sketches, the sorted positions and how many of them to score ("sketch"); sorted positions, or ``None`` for all, or with ``plan.copy`` the pair (copy of the rows, positions)
     ("exact"); a packed bitmap, or ``None`` for all ("hnsw").
     """
     plan = Plan("exact", cand.count)
@@ -229,6 +235,10 @@ def choose_plan(
         share = cells.share(k * h / cand.graph_count)
         if share <= p.cells_max_share:
             return Plan("cells", cand.count), (cells, cand.cell_groups(cells), share)
+    r = sketch_reach(cand, k, h, p, sketches)
+    if r:
+        assert sketches is not None
+        return Plan("sketch", cand.count, scanned=r), (sketches, cand.graph_positions(), r)
     if cand.graph_count <= max(p.exact_max_candidates, p.exact_sqrt_factor * math.sqrt(k * h)):
         return plan, cand.graph_positions() if cand.graph_count < h else None
     selectivity = cand.graph_count / h
@@ -239,12 +249,30 @@ def choose_plan(
     return Plan("hnsw", cand.count, ef), cand.graph_bits() if cand.graph_count < h else None
 
 
+def sketch_reach(cand: Candidates, k: int, h: int, p: EngineParams, sketches: Sketches | None) -> int:
+    """How many candidates the sketch plan would score exactly for this set, 0 when it does not
+    apply: sketches off, missing, not covering the graph, the set outside the plan's range, or the
+    calibrated share too large to beat an exact scan."""
+    m = cand.graph_count
+    if (
+        not p.sketches
+        or sketches is None
+        or len(sketches) != h
+        or not p.sketch_min_candidates < m <= p.sketch_sqrt_factor * math.sqrt(k * h)
+    ):
+        return 0
+    r = sketches.reach_for(k, m, h, p.sketch_floor_per_k * k)
+    return r if r <= p.sketch_max_share * m else 0
+
+
 def exact_rows_limit(k: int, h: int, p: EngineParams) -> float:
     """The most candidates an exact scan of a set's contiguous copy is planned for."""
     return max(p.exact_max_candidates, p.exact_rows_sqrt_factor * math.sqrt(k * h))
 
 
-def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int, budget: int) -> bool:
+def worth_copying(
+    cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int, budget: int, sketches: Sketches | None = None
+) -> bool:
     """Whether a set should get a contiguous copy of its rows (``nbytes`` of them) now.
 
     Its last two returns each came soon enough: an LRU of ``budget`` bytes keeps a set that comes
@@ -252,7 +280,7 @@ def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int
     queried in turn, more of them than the copies fit) would only be copied to be dropped; two
     returns, not one, so that a chance repeat among such sets does not pay for a copy. It is a
     strict part of the graph (all of it is contiguous already), and its exact scan would be
-    planned once the copy is there.
+    planned once the copy is there (not the sketch plan, which reads far fewer rows).
     """
     return (
         cand.uses >= 3
@@ -263,4 +291,5 @@ def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int
         and 0 < cand.graph_count < h
         and cand.graph_size == h
         and cand.graph_count <= exact_rows_limit(k, h, p)
+        and not sketch_reach(cand, k, h, p, sketches)
     )
