@@ -134,7 +134,7 @@ def main() -> None:
         plans += [(f"cells, max share {x}", replace(plain, cells_max_share=float(x))) for x in args.shares.split(",") if x]
         plans += [("hnsw filtered (ef 1.2·k/sel)", replace(plain, cells=False, exact_max_candidates=0, exact_sqrt_factor=0.0))]
         plans += [("exact, scattered rows", replace(plain, cells=False, exact_max_candidates=10**9))]
-        plans += [("exact, contiguous copy", replace(base, cells=False, exact_max_candidates=10**9))]
+        plans += [("exact, contiguous copy", replace(base, cells=False, sketches=False, exact_max_candidates=10**9))]
         rows: list[dict[str, Any]] = []
         unfiltered = []
         for qi, _ in queries["own"]:

@@ -153,9 +153,10 @@ def test_exact_split_across_cores_equals_one_pass(metric: str, monkeypatch: pyte
 
 # -- the cells plan ------------------------------------------------------------------------------
 
-# Copies of queried sets would take over from the cells on the second query: these tests are about the cells.
+# The sketch plan comes before the cells, and copies of queried sets would take over from them on
+# the second query: these tests are about the cells.
 CELLS = likewise.EngineParams(
-    ann_threshold=1000, chunk=4096, background=False, snapshot_every=10**9, rows_cache_fraction=0.0
+    ann_threshold=1000, chunk=4096, background=False, snapshot_every=10**9, rows_cache_fraction=0.0, sketches=False
 )
 
 
@@ -213,7 +214,7 @@ def test_cells_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.
     meta = [{"g": int(i % 8)} for i in range(len(x))]
     params = likewise.EngineParams(
         ann_threshold=1000, chunk=1024, background=False, compact_dead_fraction=0.2, cells_min_candidates=500,
-        rows_cache_fraction=0.0,
+        rows_cache_fraction=0.0, sketches=False,
     )
     with likewise.open(tmp_path / "d", engine=params) as db:
         idx = db.create_index("c", dimensions=16, metric="euclidean")

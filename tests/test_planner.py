@@ -164,3 +164,71 @@ def test_the_cache_counts_uses_and_the_gaps_between_them() -> None:
         cache.use(cand)
     assert (a.uses, a.gaps) == (3, (3, 1))  # used at queries 1, 4 and 5
     assert (b.uses, b.gaps) == (2, (2, 1))  # used at queries 2 and 3 (the first gap counts from 0)
+
+
+# -- the sketch plan ------------------------------------------------------------------------------
+
+
+class FakeSketches:
+    """Calibrated sketches whose reach and spread are fixed."""
+
+    def __init__(self, size: int, reach: int, spread: float = 1.0) -> None:
+        self.size, self._reach, self._spread = size, reach, spread
+        self.asked: list[tuple[int, int, int, int]] = []
+
+    def __len__(self) -> int:
+        return self.size
+
+    def reach_for(self, k: int, m: int, h: int, floor: int) -> int:
+        self.asked.append((k, m, h, floor))
+        return max(self._reach, floor)
+
+    def gather(self, positions: np.ndarray) -> np.ndarray:
+        return np.zeros((len(positions), 8), np.uint8)
+
+    def spread(self, codes: np.ndarray) -> float:
+        return self._spread
+
+
+def test_sets_in_the_sketch_range_take_the_sketch_plan_before_the_cells() -> None:
+    p = EngineParams()
+    limit = 18.0 * math.sqrt(10 * H)  # 18,000 at 100k
+    sketches = FakeSketches(H, reach=300)
+    cand = candidates(H, 10_000)
+    plan, work = choose_plan(cand, 10, H, p, FakeCells(H, 0.05), True, sketches)  # type: ignore[arg-type]
+    assert (plan.method, plan.scanned) == ("sketch", 300)
+    got, positions, codes, r = work
+    assert got is sketches and np.array_equal(positions, cand.graph_positions()) and len(codes) == 10_000 and r == 300
+    assert sketches.asked == [(10, 10_000, H, 160)]  # floor sketch_floor_per_k·k
+    assert cand.codes is codes and cand.spread == 1.0  # made once, cached with the set
+    # Its range: more than sketch_min_candidates, up to sketch_sqrt_factor·√(k·h).
+    assert choose_plan(candidates(H, int(limit)), 10, H, p, None, True, sketches)[0].method == "sketch"  # type: ignore[arg-type]
+    assert choose_plan(candidates(H, int(limit) + 1), 10, H, p, None, True, sketches)[0].method == "hnsw"  # type: ignore[arg-type]
+    assert choose_plan(candidates(H, 2000), 10, H, p, None, True, sketches)[0].method == "exact"  # type: ignore[arg-type]
+
+
+def test_the_sketch_plan_steps_aside_when_it_would_not_pay_or_not_hold() -> None:
+    p = EngineParams()
+
+    def method(sketches: FakeSketches, params: EngineParams = p, members: int = 8000) -> str:
+        return choose_plan(candidates(H, members), 10, H, params, None, True, sketches)[0].method  # type: ignore[arg-type]
+
+    assert method(FakeSketches(H, reach=2000)) == "sketch"  # 25% of 8,000: sketch_max_share
+    assert method(FakeSketches(H, reach=2001)) == "exact"  # more: an exact scan costs about the same
+    assert method(FakeSketches(H, reach=300, spread=0.69)) == "exact"  # crowded in one region
+    assert method(FakeSketches(H - 1, reach=300)) == "exact"  # not covering the graph
+    assert method(FakeSketches(H, reach=300), EngineParams(sketches=False)) == "exact"
+
+
+def test_sets_the_sketch_plan_answers_are_not_copied() -> None:
+    from likewise.engines.planner import worth_copying
+
+    p = EngineParams()
+    cand = candidates(H, 8000)
+    cand.uses, cand.gaps = 3, (1, 1)
+    size = 8000 * 384 * 4
+    assert worth_copying(cand, 10, H, p, size, 4 * size)
+    assert not worth_copying(cand, 10, H, p, size, 4 * size, FakeSketches(H, reach=300))  # type: ignore[arg-type]
+    crowded = candidates(H, 8000)  # the spread is measured once per set: a new set
+    crowded.uses, crowded.gaps = 3, (1, 1)
+    assert worth_copying(crowded, 10, H, p, size, 4 * size, FakeSketches(H, reach=300, spread=0.5))  # type: ignore[arg-type]

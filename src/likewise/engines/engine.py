@@ -109,12 +109,15 @@ class EngineParams:
     # The sketch plan (see .sketches): for candidate sets of more than sketch_min_candidates and up
     # to sketch_sqrt_factor·√(k·n), rank the candidates by their 1-bit codes and score exactly the
     # calibrated share of them (at least sketch_floor_per_k·k), when that share is at most
-    # sketch_max_share; beyond it an exact scan costs about the same and misses nothing.
+    # sketch_max_share; beyond it an exact scan costs about the same and misses nothing. A set whose
+    # codes show it crowded in one region of the space (spread under sketch_min_spread) is left to
+    # the other plans: for a query far from it, its members' codes barely differ.
     sketches: bool = True
     sketch_min_candidates: int = 2000
     sketch_sqrt_factor: float = 18.0
     sketch_floor_per_k: int = 16
     sketch_max_share: float = 0.25
+    sketch_min_spread: float = 0.7
     compact_dead_fraction: float = 0.3
     snapshot_every: int = 100_000  # newly indexed vectors between background snapshots
     background: bool = True
@@ -250,7 +253,7 @@ class VectorEngine:
             cells = {k[6:]: v for k, v in extras.items() if k.startswith("cells_")}
             if cells["centroids"].shape[1:] == (self.dimensions,) and "shares" in cells:
                 self.cells = Cells.unpack(cells, self.metric)
-        if "sketch_codes" in extras and len(extras["sketch_codes"]) == snap.graph.ntotal:
+        if "sketch_frequencies" in extras and len(extras["sketch_codes"]) == snap.graph.ntotal:
             sketches = {k[7:]: v for k, v in extras.items() if k.startswith("sketch_")}
             if sketches["centre"].shape == (self.dimensions,):
                 self.sketches = Sketches.unpack(sketches)
@@ -562,7 +565,9 @@ class VectorEngine:
             self.cells = Cells(old.centroids, self.metric, old.trained_on, depths=old.depths, shares=old.shares)
         if self.sketches is not None:  # likewise the centre: the codes are made again as the graph grows
             old_sk = self.sketches
-            self.sketches = Sketches(old_sk.centre, old_sk.trained_on, depths=old_sk.depths, reach=old_sk.reach)
+            self.sketches = Sketches(
+                old_sk.centre, old_sk.trained_on, depths=old_sk.depths, reach=old_sk.reach, frequencies=old_sk.frequencies
+            )
         self.tail = []
         self.dead = 0
         self.columns = {}
@@ -806,8 +811,10 @@ class VectorEngine:
                     d, pos = graph.exact(q, kk, nearby)
                     plan = Plan("cells", cand.count, scanned=len(nearby))
                 elif plan.method == "sketch":
-                    sketches, positions, r = work
-                    d, pos = graph.exact(q, kk, sketches.nearest(q, positions, r))
+                    sketches, positions, codes, r = work
+                    nearby = sketches.nearest(q, positions, codes, r)
+                    d, pos = graph.exact(q, kk, nearby)
+                    plan = Plan("sketch", cand.count, scanned=len(nearby))
                 elif plan.copy:
                     rows, positions = work
                     d, pos = exact_rows(q, kk, rows, self.metric)
