@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from synthetic import clustered
 
 import likewise
 from likewise.filters import matches, parse_filter
@@ -160,13 +161,6 @@ CELLS = likewise.EngineParams(
 )
 
 
-def _clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((8, d)).astype(np.float32) * 3
-    group = rng.integers(0, 8, n)
-    return (centers[group] + rng.standard_normal((n, d)).astype(np.float32)), group
-
-
 def _recall(idx: Any, x: np.ndarray, meta: list[dict[str, Any]], queries: np.ndarray, flt: Any, k: int = 10) -> float:
     parsed = parse_filter(flt)
     keep = np.array([matches(parsed, m) for m in meta])
@@ -186,7 +180,7 @@ def _recall(idx: Any, x: np.ndarray, meta: list[dict[str, Any]], queries: np.nda
 def test_cells_plan_finds_the_filtered_neighbours(tmp_path: Any) -> None:
     """A selective filter is answered from the cells nearest the query, with high recall, and
     a filter whose members are all far from the query still gets its k nearest members."""
-    x, group = _clustered(40000, 16, 5)
+    x, group = clustered(40000, 16, 5)
     meta = [{"g": int(i % 10), "cluster": int(c)} for i, c in enumerate(group)]
     rng = np.random.default_rng(6)
     with likewise.open(tmp_path / "d", engine=CELLS) as db:
@@ -210,7 +204,7 @@ def test_cells_plan_finds_the_filtered_neighbours(tmp_path: Any) -> None:
 def test_cells_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from likewise.engines import cells as cells_module
 
-    x, _group = _clustered(16000, 16, 8)
+    x, _group = clustered(16000, 16, 8)
     meta = [{"g": int(i % 8)} for i in range(len(x))]
     params = likewise.EngineParams(
         ann_threshold=1000, chunk=1024, background=False, compact_dead_fraction=0.2, cells_min_candidates=500,
@@ -275,10 +269,10 @@ def test_cells_calibration_reads_the_data() -> None:
     from likewise.engines.cells import Cells
 
     rng = np.random.default_rng(4)
-    clustered, _ = _clustered(20000, 16, 4)
+    grouped, _ = clustered(20000, 16, 4)
     noise = rng.standard_normal((20000, 16)).astype(np.float32)
     shares = []
-    for rows in (clustered, noise):
+    for rows in (grouped, noise):
         cells = Cells.train(rows, "euclidean", len(rows))
         cells.extend(rows)
         cells.calibrate(held_out(lambda rows=rows: rows, len(rows), np.arange(0, 20000, 160), "euclidean"))
@@ -288,12 +282,14 @@ def test_cells_calibration_reads_the_data() -> None:
     assert shares[0] < 0.2 < shares[1], shares
 
 
-def test_cells_plan_merges_the_tail_and_skips_the_dead(tmp_path: Any) -> None:
-    """The cells cover the graph only: a filter-passing vector still in the tail is found exactly,
-    and deleted or replaced vectors never come back, whichever plan ran."""
-    x, _group = _clustered(30000, 16, 11)
+@pytest.mark.parametrize("method", ["cells", "sketch"])
+def test_approximate_plans_merge_the_tail_and_skip_the_dead(tmp_path: Any, method: str) -> None:
+    """The cells and the sketches cover the graph only: a filter-passing vector still in the tail
+    is found exactly, and deleted or replaced vectors never come back."""
+    x, _group = clustered(30000, 16, 11)
     meta = [{"g": int(i % 10)} for i in range(len(x))]
-    with likewise.open(tmp_path / "d", engine=CELLS) as db:
+    params = CELLS if method == "cells" else replace(CELLS, cells=False, sketches=True)
+    with likewise.open(tmp_path / "d", engine=params) as db:
         idx = db.create_index("c", dimensions=16, metric="euclidean")
         idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=meta)
         idx._engine.flush()
@@ -305,7 +301,7 @@ def test_cells_plan_merges_the_tail_and_skips_the_dead(tmp_path: Any) -> None:
             idx.upsert([likewise.Vector("fresh", target.tolist(), {"g": 4})])  # in the tail
             assert idx._engine.tail
             res = idx.query(target, top_k=10, filter={"g": 4})
-            assert idx._engine.last_plan.method == "cells"
+            assert idx._engine.last_plan.method == method
             assert res.ids[0] == "fresh"
             assert not set(res.ids) & set(gone)
             assert all(v == "fresh" or int(v[1:]) % 10 == 4 for v in res.ids)
@@ -321,7 +317,7 @@ def test_failed_cell_training_is_not_fatal(tmp_path: Any, monkeypatch: pytest.Mo
         raise RuntimeError("k-means failed")
 
     monkeypatch.setattr(cells_module.Cells, "train", classmethod(broken))
-    x, _group = _clustered(5000, 8, 2)
+    x, _group = clustered(5000, 8, 2)
     with likewise.open(tmp_path / "d", engine=CELLS) as db:
         idx = db.create_index("c", dimensions=8, metric="euclidean")
         idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=[{"g": i % 2} for i in range(len(x))])
@@ -356,7 +352,7 @@ def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: An
 
     def same(a: Any, b: Any) -> bool:
         return a.ids == b.ids and [m.score for m in a.matches] == pytest.approx([m.score for m in b.matches], rel=1e-6)
-    x, _group = _clustered(20000, 16, 21)
+    x, _group = clustered(20000, 16, 21)
     meta = [{"g": int(i % 10)} for i in range(len(x))]
     params = likewise.EngineParams(
         ann_threshold=1000, background=False, cells=False, sketches=False, exact_max_candidates=3000
@@ -394,7 +390,7 @@ def test_a_filter_queried_again_is_answered_from_a_copy_of_its_rows(tmp_path: An
 
 
 def test_copies_of_sets_stay_within_the_fraction(tmp_path: Any) -> None:
-    x, _group = _clustered(20000, 16, 23)
+    x, _group = clustered(20000, 16, 23)
     params = likewise.EngineParams(
         ann_threshold=1000, background=False, cells=False, sketches=False, exact_max_candidates=3000,
         rows_cache_fraction=0.15,

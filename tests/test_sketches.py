@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from synthetic import clustered
 
 import likewise
 from likewise.engines.calibration import held_out
@@ -17,13 +18,6 @@ from likewise.filters import matches, parse_filter
 SKETCH = likewise.EngineParams(
     ann_threshold=1000, chunk=4096, background=False, snapshot_every=10**9, rows_cache_fraction=0.0, cells=False
 )
-
-
-def _clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((8, d)).astype(np.float32) * 3
-    group = rng.integers(0, 8, n)
-    return (centers[group] + rng.standard_normal((n, d)).astype(np.float32)), group
 
 
 def test_codes_are_the_signs_of_the_rows_against_the_centre() -> None:
@@ -62,10 +56,10 @@ def test_nearest_takes_every_code_tied_at_the_rth_distance() -> None:
 def test_calibration_follows_the_data() -> None:
     """Clustered rows keep their neighbours at a near Hamming rank; noise needs a far deeper one."""
     rng = np.random.default_rng(4)
-    clustered, _ = _clustered(20000, 64, 4)
+    grouped, _ = clustered(20000, 64, 4)
     noise = rng.standard_normal((20000, 64)).astype(np.float32)
     reach = []
-    for rows in (clustered, noise):
+    for rows in (grouped, noise):
         sk = Sketches.train(rows[:5000], len(rows))
         sk.extend(rows)
         sk.calibrate(held_out(lambda rows=rows: rows, len(rows), np.arange(0, 20000, 160), "euclidean"))
@@ -85,7 +79,7 @@ def test_reach_for_interpolates_and_holds_its_floor() -> None:
 
 
 def test_pack_and_unpack_keep_everything() -> None:
-    rows, _ = _clustered(3000, 24, 2)
+    rows, _ = clustered(3000, 24, 2)
     sk = Sketches.train(rows, 3000)
     sk.extend(rows)
     sk.calibrate(held_out(lambda: rows, 3000, np.arange(0, 3000, 100), "euclidean"))
@@ -113,7 +107,7 @@ def test_sketch_plan_finds_the_filtered_neighbours(tmp_path: Any, metric: str) -
     """A 10% filter is answered by the sketch plan: every result passes, scores are exact, and
     recall against brute force is high. A filter on one data cluster, queried from the others, is
     crowded in one region: it is left to the exact plan, which finds its nearest members."""
-    x, group = _clustered(30000, 32, 5)
+    x, group = clustered(30000, 32, 5)
     meta = [{"g": int(i % 10), "cluster": int(c)} for i, c in enumerate(group)]
     rng = np.random.default_rng(6)
     with likewise.open(tmp_path / "d", engine=SKETCH) as db:
@@ -152,7 +146,7 @@ def test_sketch_plan_finds_the_filtered_neighbours(tmp_path: Any, metric: str) -
 
 
 def test_spread_tells_a_region_from_a_sample() -> None:
-    x, group = _clustered(30000, 64, 3)
+    x, group = clustered(30000, 64, 3)
     sk = Sketches.train(x, len(x))
     sk.extend(x)
     sk.calibrate(held_out(lambda: x, len(x), np.arange(0, 30000, 300), "euclidean"))
@@ -163,30 +157,10 @@ def test_spread_tells_a_region_from_a_sample() -> None:
     assert Sketches(np.zeros(64, np.float32), 1).spread(sk.gather(sample)) == 0.0  # not calibrated
 
 
-def test_sketch_plan_merges_the_tail_and_skips_the_dead(tmp_path: Any) -> None:
-    x, _group = _clustered(30000, 16, 11)
-    meta = [{"g": int(i % 10)} for i in range(len(x))]
-    with likewise.open(tmp_path / "d", engine=SKETCH) as db:
-        idx = db.create_index("c", dimensions=16, metric="euclidean")
-        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=meta)
-        idx._engine.flush()
-        rng = np.random.default_rng(12)
-        gone = [f"v{i}" for i in rng.choice(len(x), 300, replace=False)]
-        idx.delete_by_ids(gone)
-        for q in x[rng.choice(len(x), 20, replace=False)]:
-            target = q + 0.001
-            idx.upsert([likewise.Vector("fresh", target.tolist(), {"g": 4})])  # in the tail
-            res = idx.query(target, top_k=10, filter={"g": 4})
-            assert idx._engine.last_plan.method == "sketch"
-            assert res.ids[0] == "fresh" and not set(res.ids) & set(gone)
-            assert all(v == "fresh" or int(v[1:]) % 10 == 4 for v in res.ids)
-            idx.delete_by_ids(["fresh"])
-
-
 def test_sketches_survive_reopen_and_compaction(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from likewise.engines import sketches as sketches_module
 
-    x, _group = _clustered(30000, 64, 8)
+    x, _group = clustered(30000, 64, 8)
     meta = [{"g": int(i % 8)} for i in range(len(x))]
     params = likewise.EngineParams(
         ann_threshold=1000, chunk=1024, background=False, compact_dead_fraction=0.2, rows_cache_fraction=0.0, cells=False
