@@ -8,8 +8,8 @@ catches up. Deleted and replaced vectors are marked dead and skipped by a bitmap
 too many are dead the engine compacts (moves the living back to the tail and rebuilds).
 
 Queries: a plain one searches the graph alone while the graph lock is held shared. A filtered one
-becomes a candidate set, and the planner (:mod:`.planner`) picks exact, cells or filtered-HNSW
-search for the set's graph positions; the tail is searched exactly and the two lists are merged,
+becomes a candidate set, and the planner (:mod:`.planner`) picks sketch, cells, exact or
+filtered-HNSW search for the set's graph positions; the tail is searched exactly and the two lists are merged,
 so results are always the top-k of the filtered set (filter first, as Vectorize).
 """
 
