@@ -9,8 +9,8 @@ too many are dead the engine compacts (moves the living back to the tail and reb
 
 Queries: a plain one searches the graph alone while the graph lock is held shared. A filtered one
 becomes a candidate set, and the planner (:mod:`.planner`) picks sketch, cells, exact or
-filtered-HNSW search for the set's graph positions; the tail is searched exactly and the two lists are merged,
-so results are always the top-k of the filtered set (filter first, as Vectorize).
+filtered-HNSW search for the set's graph positions; the tail is searched exactly and the two lists
+are merged, so results are always the top-k of the filtered set (filter first, as Vectorize).
 """
 
 from __future__ import annotations
