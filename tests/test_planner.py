@@ -218,17 +218,3 @@ def test_the_sketch_plan_steps_aside_when_it_would_not_pay_or_not_hold() -> None
     assert method(FakeSketches(H, reach=300, spread=0.69)) == "exact"  # crowded in one region
     assert method(FakeSketches(H - 1, reach=300)) == "exact"  # not covering the graph
     assert method(FakeSketches(H, reach=300), EngineParams(sketches=False)) == "exact"
-
-
-def test_sets_the_sketch_plan_answers_are_not_copied() -> None:
-    from likewise.engines.planner import worth_copying
-
-    p = EngineParams()
-    cand = candidates(H, 8000)
-    cand.uses, cand.gaps = 3, (1, 1)
-    size = 8000 * 384 * 4
-    assert worth_copying(cand, 10, H, p, size, 4 * size)
-    assert not worth_copying(cand, 10, H, p, size, 4 * size, FakeSketches(H, reach=300))  # type: ignore[arg-type]
-    crowded = candidates(H, 8000)  # the spread is measured once per set: a new set
-    crowded.uses, crowded.gaps = 3, (1, 1)
-    assert worth_copying(crowded, 10, H, p, size, 4 * size, FakeSketches(H, reach=300, spread=0.5))  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ compaction)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -143,6 +144,28 @@ def test_sketch_plan_finds_the_filtered_neighbours(tmp_path: Any, metric: str) -
                 if metric != "dot-product":
                     assert [m.score for m in res.matches] == pytest.approx(exact, rel=1e-4, abs=1e-5)
             assert found / (10 * len(queries)) >= 0.95, (metric, flt)
+
+
+def test_sets_the_sketch_plan_answers_are_not_copied(tmp_path: Any) -> None:
+    """A repeated filter the sketches answer gets no copy of its rows (the sketches read far
+    fewer); a repeated filter they leave to an exact scan (crowded in one region) does."""
+    x, group = clustered(30000, 32, 5)
+    meta = [{"g": int(i % 10), "cluster": int(c)} for i, c in enumerate(group)]
+    params = replace(SKETCH, rows_cache_fraction=0.25)
+    with likewise.open(tmp_path / "d", engine=params) as db:
+        idx = db.create_index("c", dimensions=32, metric="euclidean")
+        idx.upsert_arrays([f"v{i}" for i in range(len(x))], x, metadata=meta)
+        idx._engine.flush()
+        engine = idx._engine
+        for _ in range(4):
+            idx.query(x[0] + 0.1, top_k=10, filter={"g": 3})
+            assert engine.last_plan.method == "sketch"
+        assert engine._candidate_cache.rows_bytes == 0
+        far = x[int(np.flatnonzero(group != 7)[0])] + 0.1
+        for _ in range(4):
+            idx.query(far, top_k=10, filter={"cluster": 7})
+        assert (engine.last_plan.method, engine.last_plan.copy) == ("exact", True)
+        assert engine._candidate_cache.rows_bytes == int(np.sum(group == 7)) * 32 * 4
 
 
 def test_spread_tells_a_region_from_a_sample() -> None:

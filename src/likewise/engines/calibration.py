@@ -4,20 +4,22 @@
 Both answer a filtered query approximately, and how far they must reach to find a query's true
 neighbours depends on the data, not only on its size. So when they are trained, some indexed
 vectors are taken as queries (each left out of its own answer), their nearest neighbours at the
-depths in :data:`DEPTHS` are found exactly, and each structure records how far it had to reach to
-hold :data:`RECALL_TARGET` of them. A filtered query of ``k`` results over a set of selectivity
-``s`` needs about the top ``k/s`` of the whole data, so the depth ``k/s`` is the one it reads.
+depths in :data:`DEPTHS` are found exactly, and each structure records, per depth, how far it had
+to reach to hold its target share of them. A filtered query of ``k`` results over a set of
+selectivity ``s`` needs about the top ``k/s`` of the whole data, so it reads what was recorded
+for depth ``k/s`` (:func:`at_depth`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CALIBRATION_QUERIES", "DEPTHS", "HeldOut", "held_out"]
+__all__ = ["CALIBRATION_QUERIES", "DEPTHS", "HeldOut", "at_depth", "held_out"]
 
 DEPTHS = (10, 20, 50, 100, 200, 500, 1000, 2000)  # neighbour depths the calibration measures
 CALIBRATION_QUERIES = 128
@@ -30,6 +32,15 @@ class HeldOut:
     queries: np.ndarray  # float32 [q, d]
     nearest: np.ndarray  # int64 [q, max(depths)]
     depths: tuple[int, ...]  # the depths that fit this many rows
+
+
+def at_depth(depth: float, depths: np.ndarray, values: np.ndarray) -> float | None:
+    """What was recorded (``values``) for the calibrated ``depths``, at ``depth``: interpolated on
+    log depth, held at the first value below the shallowest; ``None`` beyond the deepest or when
+    nothing was calibrated (the caller then reads everything)."""
+    if not len(depths) or depth > depths[-1]:
+        return None
+    return float(np.interp(math.log(max(depth, 1.0)), np.log(depths), values))
 
 
 def held_out(

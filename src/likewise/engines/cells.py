@@ -20,9 +20,10 @@ clustered vectors 3% of the cells hold 97% of a query's 100 nearest neighbours, 
 embeddings of real text it takes far more. So the cells are *calibrated* when trained: held-out
 indexed vectors are used as queries, their true nearest neighbours at several depths (10 … 2,000)
 are found exactly (:mod:`.calibration`), and for each depth the share of cells (in centroid order)
-that holds 97% of them is recorded. A filtered query of ``k`` results over a set of selectivity ``s`` needs the top
-``k/s`` of the whole data, so it reads that depth's share of the cells that hold candidates; the
-planner uses the cells plan only where that share is small enough to beat an exact scan.
+that holds 97% of them is recorded. A filtered query of ``k`` results over a set of selectivity
+``s`` needs the top ``k/s`` of the whole data, so it reads that depth's share of the cells that
+hold candidates; the planner uses the cells plan only where that share is small enough to beat an
+exact scan.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from .calibration import HeldOut
+from .calibration import HeldOut, at_depth
 from .columns import _Growable
 
 faiss: Any = _faiss
@@ -118,9 +119,8 @@ class Cells:
     def share(self, depth: float) -> float:
         """Share of the cells to read for a query that needs the ``depth`` nearest neighbours of the
         whole data (interpolated on log depth); 1.0 beyond the deepest calibrated depth."""
-        if not self.calibrated or depth > self.depths[-1]:
-            return 1.0
-        return float(np.interp(math.log(max(depth, 1.0)), np.log(self.depths), self.shares))
+        share = at_depth(depth, self.depths, self.shares)
+        return 1.0 if share is None else share
 
     def _keys(self, queries: np.ndarray) -> np.ndarray:
         """Cell order keys of each query (smaller is nearer), ``[len(queries), C]``."""

@@ -449,10 +449,12 @@ class VectorEngine:
                     assigned.append(cells.assign(block))
                 if sketches is not None:
                     coded.append(sketches.encode(block))
-            for part in assigned:
-                cells.extend_assigned(part)  # type: ignore[union-attr]
-            for part in coded:
-                sketches.extend_coded(part)  # type: ignore[union-attr]
+            if cells is not None:
+                for part in assigned:
+                    cells.extend_assigned(part)
+            if sketches is not None:
+                for part in coded:
+                    sketches.extend_coded(part)
             picks = np.sort(np.random.default_rng(h + 1).choice(h, min(CALIBRATION_QUERIES, h // 20 or 1), replace=False))
             held = held_out(graph.vectors, h, picks, self.metric, hold=self._graph_lock.shared)
             for trained in (cells, sketches):
@@ -854,11 +856,12 @@ class VectorEngine:
             graph, p = self.graph, self.params
             budget = int(p.rows_cache_fraction * h * self.dimensions * 4)
             nbytes = cand.graph_count * self.dimensions * 4
-            sketches = self.sketches
-            if graph is not None and worth_copying(cand, k, h, p, nbytes, budget, sketches):
+            plan = choose_plan(cand, k, h, p, self.cells, graph is not None, self.sketches)
+            if graph is not None and plan[0].method != "sketch" and worth_copying(cand, k, h, p, nbytes, budget):
                 positions = cand.graph_positions()
-                cache.hold_rows(cand, nbytes, lambda: graph.vectors()[positions], budget)
-            return choose_plan(cand, k, h, p, self.cells, graph is not None, sketches)
+                if cache.hold_rows(cand, nbytes, lambda: graph.vectors()[positions], budget):
+                    plan = choose_plan(cand, k, h, p, self.cells, True, self.sketches)
+            return plan
         finally:
             self._candidate_cache.grew(cand, before)
 

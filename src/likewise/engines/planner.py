@@ -291,9 +291,7 @@ def exact_rows_limit(k: int, h: int, p: EngineParams) -> float:
     return max(p.exact_max_candidates, p.exact_rows_sqrt_factor * math.sqrt(k * h))
 
 
-def worth_copying(
-    cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int, budget: int, sketches: Sketches | None = None
-) -> bool:
+def worth_copying(cand: Candidates, k: int, h: int, p: EngineParams, nbytes: int, budget: int) -> bool:
     """Whether a set should get a contiguous copy of its rows (``nbytes`` of them) now.
 
     Its last two returns each came soon enough: an LRU of ``budget`` bytes keeps a set that comes
@@ -301,7 +299,8 @@ def worth_copying(
     queried in turn, more of them than the copies fit) would only be copied to be dropped; two
     returns, not one, so that a chance repeat among such sets does not pay for a copy. It is a
     strict part of the graph (all of it is contiguous already), and its exact scan would be
-    planned once the copy is there (not the sketch plan, which reads far fewer rows).
+    planned once the copy is there. (The engine asks only for sets the sketch plan does not
+    answer: it reads far fewer rows than any copy would save.)
     """
     return (
         cand.uses >= 3
@@ -312,5 +311,4 @@ def worth_copying(
         and 0 < cand.graph_count < h
         and cand.graph_size == h
         and cand.graph_count <= exact_rows_limit(k, h, p)
-        and not sketch_reach(cand, k, h, p, sketches)
     )

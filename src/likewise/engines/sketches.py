@@ -30,7 +30,7 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from .calibration import HeldOut
+from .calibration import HeldOut, at_depth
 from .columns import _Growable
 
 faiss: Any = _faiss
@@ -158,11 +158,10 @@ class Sketches:
         """How many of ``m`` candidates (out of ``h`` coded rows) to score exactly for the top ``k``:
         the calibrated share at depth ``k·h/m``, at least ``floor``; ``m`` (all of them) when the
         depth lies beyond the calibration or it is not calibrated."""
-        depth = k * h / max(m, 1)
-        if not self.calibrated or depth > self.depths[-1]:
+        share = at_depth(k * h / max(m, 1), self.depths, self.reach)
+        if share is None:
             return m
-        share = float(np.exp(np.interp(math.log(max(depth, 1.0)), np.log(self.depths), np.log(self.reach))))
-        return min(m, max(floor, k, math.ceil(share * m - 1e-9)))  # less rounding noise from exp(log())
+        return min(m, max(floor, k, math.ceil(share * m)))
 
     def gather(self, positions: np.ndarray) -> np.ndarray:
         """The codes at ``positions``, contiguous (made once per candidate set and cached with it)."""
