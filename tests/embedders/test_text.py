@@ -59,7 +59,7 @@ def test_cls_pooling_differs_and_matches_torch(tiny_text_model: Path) -> None:
 
 
 def test_same_vectors_as_sentence_transformers(tiny_text_model: Path, tiny: TextEmbedder) -> None:
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st
     reference = st.SentenceTransformer(str(tiny_text_model), device="cpu").encode(TEXTS)
     assert float((tiny.embed_batch(TEXTS) * reference).sum(1).min()) > 0.9999
 
@@ -253,7 +253,7 @@ def test_batch_widths_round_up_to_the_padding_multiple(tiny: TextEmbedder) -> No
 def test_the_gpu_batch_path_gives_the_cpu_vectors(tiny_text_model: Path) -> None:
     # CI has no GPU: run the runner's GPU branch (mask built from lengths on the device, rows
     # gathered on the device, one copy back, widths rounded to 16) with CPU tensors standing in.
-    torch = pytest.importorskip("torch")
+    import torch
     texts = ["a", "a longer text with more words in it", "", "mid length text"] * 3
     reference = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="fp32")
     gpu_like = TextEmbedder(str(tiny_text_model), backend="torch", device="cpu", precision="fp32", batch_size=5)

@@ -115,8 +115,6 @@ def test_backup_under_writes_restore_and_round_trips(tmp_path: Path) -> None:
             assert idx.query(q, top_k=10).ids == want
         before = [idx.query(q, top_k=10, filter={"g": 2}, return_metadata="all").to_dict()["matches"] for q in queries]
         for fmt in ("ndjson", "parquet"):
-            if fmt == "parquet":
-                pytest.importorskip("pyarrow")
             out = tmp_path / f"bk.{fmt}"
             assert export_index(idx, out, fmt) == len(rows)
             copy = db.create_index(f"copy-{fmt}", dimensions=DIM, metric="euclidean")

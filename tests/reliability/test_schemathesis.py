@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import psutil
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
@@ -25,8 +26,6 @@ from likewise.server import create_app
 from likewise.server.testing import FakeEmbedder
 
 from .conftest import scaled
-
-schemathesis = pytest.importorskip("schemathesis")
 
 EXAMPLES = scaled(60, 600)  # per operation
 RSS_BOUND = scaled(100, 200) << 20  # MiB; the long run also grows hypothesis's own caches

@@ -99,7 +99,6 @@ def test_shard_without_its_data_refuses_to_serve(tmp_path: Path) -> None:
 
 
 def test_serve_has_a_cluster_option() -> None:
-    pytest.importorskip("fastapi")
     from click.testing import CliRunner
 
     from likewise.cli import main

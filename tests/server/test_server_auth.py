@@ -73,7 +73,9 @@ def test_scope_never_leaks_existence(secured: Any) -> None:
 
 @pytest.mark.filterwarnings("ignore:Passing raw bytes as `body` is deprecated:DeprecationWarning")
 def test_sdks_and_client_with_tokens(secured: Any) -> None:
-    cloudflare = pytest.importorskip("cloudflare")
+    import cloudflare
+    import openai
+
     with cloudflare.Cloudflare(base_url=secured.url + "/client/v4", api_token="wrong", max_retries=0) as cf:
         with pytest.raises(cloudflare.AuthenticationError) as err:
             cf.vectorize.indexes.list(account_id="a")
@@ -82,7 +84,6 @@ def test_sdks_and_client_with_tokens(secured: Any) -> None:
         assert [i.name for i in cf.vectorize.indexes.list(account_id="a")] == ["other", "tv"]
         with pytest.raises(cloudflare.PermissionDeniedError):
             cf.vectorize.indexes.upsert("tv", account_id="a", body=b'{"id": "x", "values": [1, 0]}')
-    openai = pytest.importorskip("openai")
     with openai.OpenAI(base_url=secured.url + "/v1", api_key="wrong", max_retries=0) as oa:
         with pytest.raises(openai.AuthenticationError):
             oa.embeddings.create(model="sentence-transformers/all-MiniLM-L6-v2", input="x")

@@ -65,7 +65,7 @@ def test_client_errors_and_extras(server: Any) -> None:
 
 
 def test_record_indexes_work_remotely(tmp_path: Path) -> None:
-    RecordEmbedder = pytest.importorskip("likewise.embedders").RecordEmbedder
+    from likewise.embedders import RecordEmbedder
     from likewise.server import create_app
     from likewise.server.testing import ThreadedServer
 

@@ -13,10 +13,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import cloudflare
 import httpx
 import pytest
-
-cloudflare = pytest.importorskip("cloudflare")
 from cloudflare import BadRequestError, Cloudflare, NotFoundError
 
 # The SDK's own deprecation notice for body=bytes; raw bytes are still what it sends (reference §5.4).

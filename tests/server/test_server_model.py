@@ -19,15 +19,14 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    pytest.importorskip("likewise.embedders.text")
     path: Path = tmp_path_factory.mktemp("model") / "data"
     with ThreadedServer(create_app(path, engine=likewise.EngineParams(background=False))) as server:
         yield server
 
 
 def test_workers_ai_and_openai_with_the_real_model(real: ThreadedServer) -> None:
-    cloudflare = pytest.importorskip("cloudflare")
-    openai = pytest.importorskip("openai")
+    import cloudflare
+    import openai
     texts = ["A cat sits on the mat.", "A kitten rests on a rug.", "Interest rates rose again."]
     with cloudflare.Cloudflare(base_url=real.url + "/client/v4", api_token="x") as cf:
         out = cf.ai.run(MODEL, account_id="a", text=texts)

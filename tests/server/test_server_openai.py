@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import httpx
 import numpy as np
+import openai
 import pytest
-
-openai = pytest.importorskip("openai")
 
 from likewise.server.testing import (
     FakeEmbedder,
