@@ -20,11 +20,10 @@ this order:
 * **hnsw**: a broad set is searched in the graph restricted to a bitmap of the candidates, with
   ``efSearch`` raised in proportion to how selective the filter is.
 
-The sketches come first where both apply: at 10,000 candidates of 100,000 they answered 1.29x
-faster than the cells, with recall 1.000 against 0.972, and at 10,000 of a million about as fast
-(scratch comparisons on bench_core's kept builds; bench_core's own figures are in
-docs/benchmarks-core.md § Sketches). Beyond their range the cells read far fewer rows than the
-sketches' scan of every code.
+The sketches come first where both apply: at 10,000 candidates of 100,000 they answered 1.17x
+as fast as the cells, at recall 1.000 against 0.972, and at 10,000 of a million 0.95x as fast, at
+recall 1.000 against 0.990 (benchmarks/bench_plans.py, docs/benchmarks-core.md § Sketches).
+Beyond their range the cells read far fewer rows than the sketches' scan of every code.
 
 The engine (:mod:`.engine`) runs the plan and searches its unindexed tail exactly beside it.
 """

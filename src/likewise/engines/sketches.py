@@ -142,11 +142,11 @@ class Sketches:
         the bits' frequencies: ``Σ 2p(1-p)``): 1.0 for a set spread like the data, less for a set
         crowded in one region of the space.
 
-        The calibration measures sets spread like the data (a random 10% scores 1.00). Debian
-        sections (a filter on what the descriptions are about) score 0.80-0.98, one cluster of
-        bench_core-like synthetic data 0.26-0.44: its members agree on most bits, so for a query
-        far from the cluster their codes barely tell them apart, and the calibrated reach does not
-        hold (docs/architecture.md § Planner). 0.0 when not calibrated.
+        The calibration measures sets spread like the data (a random sample scores about 1.0). A
+        set crowded in one region, such as one cluster of clustered data (tests/test_sketches.py),
+        scores far less: its members agree on most bits, so for a query far from the cluster their
+        codes barely tell them apart, and the calibrated reach does not hold
+        (docs/architecture.md § Planner). 0.0 when not calibrated.
         """
         if not len(self.frequencies):
             return 0.0
