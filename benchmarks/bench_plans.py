@@ -20,6 +20,7 @@ import json
 import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,13 @@ import numpy as np
 import likewise
 
 K = 10
+
+
+@dataclass
+class Row:
+    plan: str  # the plans the setting used, with counts
+    recall: float | None
+    qps: list[float] = field(default_factory=list)  # one per round
 
 
 def main() -> None:
@@ -67,16 +75,17 @@ def main() -> None:
         truth.append({int(j) for j in members[np.argsort(-scores)[:K]]})
     del rows, unit
 
-    report: dict[str, dict[str, object]] = {}
+    report: dict[str, Row] = {}
     for name, params in settings.items():
         engine.params = params
-        found, plans = 0, Counter()
+        found, plans = 0, Counter[str]()
         for i, want in enumerate(truth):
             res = idx.query(queries[i], top_k=K, filter={args.field: i % mod})
-            plans[engine.last_plan.method] += 1
+            plan = engine.last_plan
+            plans[plan.method if plan is not None else "?"] += 1
             found += len(want & {int(m.id) for m in res.matches})
-        report[name] = {"recall": found / (K * len(truth)), "plan": ", ".join(f"{m} {c}" for m, c in plans.items()), "qps": []}
-    report["unfiltered"] = {"recall": float("nan"), "plan": "hnsw", "qps": []}
+        report[name] = Row(", ".join(f"{m} {c}" for m, c in plans.items()), found / (K * len(truth)))
+    report["unfiltered"] = Row("hnsw", None)
 
     for _ in range(args.rounds):
         for name in report:
@@ -84,24 +93,26 @@ def main() -> None:
             t = time.perf_counter()
             for i, q in enumerate(queries):
                 idx.query(q, top_k=K, filter=None if name == "unfiltered" else {args.field: i % mod})
-            report[name]["qps"].append(len(queries) / (time.perf_counter() - t))  # type: ignore[union-attr]
+            report[name].qps.append(len(queries) / (time.perf_counter() - t))
     engine.params = base
     db.close()
 
-    lines = [
+    head = (
         f"{n:,} × {dim} (`{args.build}`), filter `{args.field} == i % {mod}`, {len(queries)} queries, "
-        f"{args.rounds} alternating rounds, k = {K}; optimize() before timing {prepare_s:.1f} s.",
+        f"{args.rounds} alternating rounds, k = {K}; optimize() before timing {prepare_s:.1f} s."
+    )
+    lines = [
+        head,
         "",
         "| plans allowed | plan used | recall@10 | QPS per round | median QPS | / unfiltered |",
         "|---|---|---|---|---|---|",
     ]
-    unfiltered = statistics.median(report["unfiltered"]["qps"])  # type: ignore[arg-type]
+    unfiltered = statistics.median(report["unfiltered"].qps)
     for name, r in report.items():
-        qps = r["qps"]
-        med = statistics.median(qps)  # type: ignore[arg-type]
-        rounds = ", ".join(f"{x:,.0f}" for x in qps)  # type: ignore[union-attr]
-        recall = "" if name == "unfiltered" else f"{r['recall']:.3f}"
-        lines.append(f"| {name} | {r['plan']} | {recall} | {rounds} | {med:,.0f} | {med / unfiltered:.2f}× |")
+        med = statistics.median(r.qps)
+        rounds = ", ".join(f"{x:,.0f}" for x in r.qps)
+        recall = "" if r.recall is None else f"{r.recall:.3f}"
+        lines.append(f"| {name} | {r.plan} | {recall} | {rounds} | {med:,.0f} | {med / unfiltered:.2f}× |")
     text = "\n".join(lines)
     print(text)
     if args.out:
