@@ -88,12 +88,12 @@ def main() -> None:
     report["unfiltered"] = Row("hnsw", None)
 
     for _ in range(args.rounds):
-        for name in report:
+        for name, row in report.items():
             engine.params = settings.get(name, base)
             t = time.perf_counter()
             for i, q in enumerate(queries):
                 idx.query(q, top_k=K, filter=None if name == "unfiltered" else {args.field: i % mod})
-            report[name].qps.append(len(queries) / (time.perf_counter() - t))
+            row.qps.append(len(queries) / (time.perf_counter() - t))
     engine.params = base
     db.close()
 
