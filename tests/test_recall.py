@@ -95,3 +95,21 @@ def test_upserts_and_deletes_after_indexing_stay_correct(tmp_path: Path) -> None
         idx.optimize()  # compaction: half of the positions are dead
         assert idx._engine.dead == 0 and idx._engine.count == 2000
         assert idx.query(x[3], top_k=1).ids == ["v3"]
+
+
+@pytest.mark.parametrize("factor", [1.0, 37.0, 1e-3, 1e20, 1e-20])
+def test_graph_query_of_any_length_ranks_and_scores_as_its_unit_vector(
+    loaded: tuple[likewise.Index, np.ndarray, np.ndarray], factor: float
+) -> None:
+    # Cosine scores do not depend on the query's length, also where its square leaves float32's
+    # range (1e20, 1e-20), and a list of floats is the same query as the array.
+    idx, x, _ = loaded
+    for q in clustered(20, 97):
+        unit = idx.query(q, top_k=10)
+        assert idx._engine.last_plan is not None and idx._engine.last_plan.method == "hnsw"
+        got = idx.query((q * np.float32(factor)).astype(np.float32), top_k=10)
+        assert got.ids == unit.ids
+        expected = x[[int(i[1:]) for i in got.ids]] @ q
+        assert np.allclose([m.score for m in got.matches], expected, atol=1e-5)
+        as_list = idx.query([float(v) * factor for v in q], top_k=10)
+        assert as_list.ids == unit.ids

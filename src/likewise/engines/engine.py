@@ -761,8 +761,9 @@ class VectorEngine:
             if found[-1] < 0:  # faiss pads a short answer with -1 at the end
                 n = found.index(-1)
                 del found[n:], distances[n:]
+                pos = pos[:n]
             labels = self.labels.data[found].tolist() if with_labels else None
-            return self.ids.take(found), labels, self._score_list(distances)
+            return self.ids.take(found, pos), labels, self._score_list(distances)
         finally:
             lock.release_shared(token)
 
