@@ -25,6 +25,14 @@ def test_ascii_ids_of_even_width_get_the_fixed_copy() -> None:
     assert table.take([]) == []
 
 
+def test_ids_of_one_length_are_viewed_in_the_blob() -> None:
+    ids = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(300)]  # UUID-shaped
+    table = _packed(ids)
+    assert table._fixed is not None and table._fixed.dtype == np.dtype("S36")
+    assert np.shares_memory(table._fixed, np.frombuffer(table._blob, dtype=np.uint8))  # no copy
+    assert table.take([299, 0, 150]) == [ids[299], ids[0], ids[150]]
+
+
 @pytest.mark.parametrize(
     "ids",
     [
