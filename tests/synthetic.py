@@ -13,3 +13,10 @@ def clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     centers = rng.standard_normal((8, d)).astype(np.float32) * 3
     group = rng.integers(0, 8, n)
     return (centers[group] + rng.standard_normal((n, d)).astype(np.float32)), group
+
+
+def clustered_and_noise(n: int, d: int, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The two data sets a calibration must tell apart: ``n`` clustered rows and ``n`` rows of
+    structureless noise."""
+    noise = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return clustered(n, d, seed)[0], noise

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from synthetic import clustered
+from synthetic import clustered, clustered_and_noise
 
 import likewise
 from likewise.filters import matches, parse_filter
@@ -268,11 +268,8 @@ def test_cells_calibration_reads_the_data() -> None:
     from likewise.engines.calibration import held_out
     from likewise.engines.cells import Cells
 
-    rng = np.random.default_rng(4)
-    grouped, _ = clustered(20000, 16, 4)
-    noise = rng.standard_normal((20000, 16)).astype(np.float32)
     shares = []
-    for rows in (grouped, noise):
+    for rows in clustered_and_noise(20000, 16):
         cells = Cells.train(rows, "euclidean", len(rows))
         cells.extend(rows)
         cells.calibrate(held_out(lambda rows=rows: rows, len(rows), np.arange(0, 20000, 160), "euclidean"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from synthetic import clustered
+from synthetic import clustered, clustered_and_noise
 
 import likewise
 from likewise.engines.calibration import held_out
@@ -56,11 +56,8 @@ def test_nearest_takes_every_code_tied_at_the_rth_distance() -> None:
 
 def test_calibration_follows_the_data() -> None:
     """Clustered rows keep their neighbours at a near Hamming rank; noise needs a far deeper one."""
-    rng = np.random.default_rng(4)
-    grouped, _ = clustered(20000, 64, 4)
-    noise = rng.standard_normal((20000, 64)).astype(np.float32)
     reach = []
-    for rows in (grouped, noise):
+    for rows in clustered_and_noise(20000, 64):
         sk = Sketches.train(rows[:5000], len(rows))
         sk.extend(rows)
         sk.calibrate(held_out(lambda rows=rows: rows, len(rows), np.arange(0, 20000, 160), "euclidean"))
