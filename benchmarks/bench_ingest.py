@@ -200,10 +200,10 @@ def report(results: dict[str, Any]) -> str:
                 f"{ch['vectors']:,} (an upper bound on chroma's rate over more, since it slows as "
                 f"it grows): **{lw['rate'] / ch['rate']:.1f}×**."
             )
-        lines.append("")
     top = max(r["vectors"] for r in runs.values())
     stride = max(MARK_EVERY, top // 10 // MARK_EVERY * MARK_EVERY)
     lines += [
+        "",
         f"Rate per segment of {stride:,} vectors (vectors/s; a system's last segment may be shorter):\n",
         "| vectors | " + " | ".join(runs) + " |",
         "|---|" + "---:|" * len(runs),
