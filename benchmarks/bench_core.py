@@ -264,14 +264,7 @@ def run_loop(
         if i >= 199 and t - t_all > budget_s:
             break
     done = len(results)
-    passes = 1
-    if done == nq:
-        while time.perf_counter() - t_all < min_s and passes < 100:
-            for i in range(nq):
-                t = time.perf_counter()
-                fn(i)
-                lat.append(time.perf_counter() - t)
-            passes += 1
+    passes = _more_passes(fn, nq, t_all, min_s, lat) if done == nq else 1
     wall = time.perf_counter() - t_all
     cpu = time.process_time() - cpu0
     answered = len(lat)
@@ -302,6 +295,23 @@ def run_loop(
     }
 
 
+def _more_passes(
+    fn: Search, nq: int, t0: float, min_s: float, lat: list[float] | None = None
+) -> int:
+    """After a first pass that began at ``t0``, more passes over the ``nq`` queries until ``min_s``
+    seconds have passed (at most 100 in all), each call's latency appended to ``lat`` when given.
+    Returns the number of passes, the first included."""
+    passes = 1
+    while time.perf_counter() - t0 < min_s and passes < 100:
+        for i in range(nq):
+            t = time.perf_counter()
+            fn(i)
+            if lat is not None:
+                lat.append(time.perf_counter() - t)
+        passes += 1
+    return passes
+
+
 def quick_recall(fn: Search, nq: int, gt: np.ndarray, min_s: float = 0.5) -> tuple[float, float]:
     """Recall@10 over one pass of the queries, and QPS over as many passes as fill ``min_s``
     seconds (one pass of a fast system is too short a window to time)."""
@@ -309,11 +319,7 @@ def quick_recall(fn: Search, nq: int, gt: np.ndarray, min_s: float = 0.5) -> tup
         fn(i)
     t = time.perf_counter()
     res = [fn(i) for i in range(nq)]
-    answered = nq
-    while time.perf_counter() - t < min_s:
-        for i in range(nq):
-            fn(i)
-        answered += nq
+    answered = nq * _more_passes(fn, nq, t, min_s)
     qps = answered / (time.perf_counter() - t)
     rec = sum(len(set(as_labels(r)[:K]) & set(gt[i].tolist())) for i, r in enumerate(res)) / (
         K * nq
@@ -1335,9 +1341,17 @@ def _load_q(ctx: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return queries, {k: v[: ctx["nq"]] for k, v in gt.items()}
 
 
-def worker(step: str, system: str, ctx_path: Path, out_path: Path) -> None:
+def worker(
+    step: str,
+    system: str,
+    ctx_path: Path,
+    out_path: Path,
+    table: dict[str, dict[str, Callable[[dict[str, Any]], dict[str, Any]] | None]] | None = None,
+) -> None:
+    """Run one step of one system (from ``table``, bench_core's ``SYSTEMS`` by default) in this
+    process and write its result for :func:`spawn`."""
     ctx = json.loads(ctx_path.read_text())
-    fn = SYSTEMS[system].get(step)
+    fn = (table or SYSTEMS)[system].get(step)
     assert fn is not None
     t0 = time.perf_counter()
     res = fn(ctx)
@@ -1351,8 +1365,15 @@ def worker(step: str, system: str, ctx_path: Path, out_path: Path) -> None:
 
 
 def spawn(
-    step: str, system: str, ctx: dict[str, Any], workdir: Path, timeout: float
+    step: str,
+    system: str,
+    ctx: dict[str, Any],
+    workdir: Path,
+    timeout: float,
+    script: Path | None = None,
 ) -> dict[str, Any]:
+    """Run ``step`` of ``system`` in a fresh process of ``script`` (this file by default; another
+    benchmark that calls :func:`worker` for ``--worker``); its result, wall time and load average."""
     tag = f"{system}-{step}-{ctx['n']}-{int(time.time() * 1000)}"
     ctx_path = workdir / f"ctx-{tag}.json"
     out_path = workdir / f"out-{tag}.json"
@@ -1362,7 +1383,7 @@ def spawn(
     proc = subprocess.run(
         [
             sys.executable,
-            str(Path(__file__).resolve()),
+            str((script or Path(__file__)).resolve()),
             "--worker",
             step,
             "--system",

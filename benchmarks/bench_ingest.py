@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,23 +38,18 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 from bench_core import (
-    BATCH,
     EF_CONSTRUCTION,
     M,
     _chroma_client,
     _meta,
+    batches,
     dir_mib,
-    peak_rss_mib,
-    read_rows,
+    spawn,
     versions,
+    worker,
 )
 
-MARK_EVERY = 50_000  # vectors between two marks: the per-segment rates of the report
-
-
-def _batches(data_dir: Path, n: int, dim: int) -> Iterator[tuple[int, np.ndarray]]:
-    for s in range(0, n, BATCH):
-        yield s, read_rows(data_dir / "base.f32", dim, s, min(BATCH, n - s))
+MARK_EVERY = 50_000  # vectors between two marks; the prefix and segments of the report are multiples
 
 
 def _ingest(add: Callable[[int, np.ndarray], None], ctx: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +57,7 @@ def _ingest(add: Callable[[int, np.ndarray], None], ctx: dict[str, Any]) -> dict
     marks: list[list[float]] = []
     t0 = time.perf_counter()
     done = 0
-    for s, x in _batches(Path(ctx["data_dir"]), ctx["n"], ctx["dim"]):
+    for s, x in batches(Path(ctx["data_dir"]), ctx["n"], ctx["dim"]):
         add(s, x)
         done = s + len(x)
         elapsed = time.perf_counter() - t0
@@ -126,32 +119,17 @@ def chroma_ingest(ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "likewise": likewise_ingest,
-    "chroma": chroma_ingest,
+WORKERS: dict[str, dict[str, Callable[[dict[str, Any]], dict[str, Any]] | None]] = {
+    "likewise": {"ingest": likewise_ingest},
+    "chroma": {"ingest": chroma_ingest},
 }
 
 
 def _run(system: str, ctx: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """One system in a fresh process; its result, wall time, load average and peak RSS."""
-    ctx_path, out_path = workdir / f"ctx-{system}.json", workdir / f"out-{system}.json"
-    ctx_path.write_text(json.dumps(ctx))
-    load0 = os.getloadavg()[0]
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        system,
-        "--ctx",
-        str(ctx_path),
-        "--result",
-        str(out_path),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{system} failed:\n{proc.stderr[-3000:]}")
-    res: dict[str, Any] = json.loads(out_path.read_text())
-    res["loadavg_1min_before_after"] = [load0, os.getloadavg()[0]]
+    """One system's ingest in a fresh process (bench_core's ``spawn``), with its disk size."""
+    res = spawn("ingest", system, ctx, workdir, timeout=ctx["cap_s"] + 3600, script=Path(__file__))
+    if "error" in res:
+        raise SystemExit(f"{system} failed: {res['error']}\n{res['stderr_tail']}")
     res["disk_mib"] = dir_mib(Path(ctx["sys_dir"]))
     return res
 
@@ -257,14 +235,12 @@ def main() -> None:
         help="report (.md; .json beside it)",
     )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--system", help=argparse.SUPPRESS)
     ap.add_argument("--ctx", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        ctx = json.loads(Path(args.ctx).read_text())
-        res = WORKERS[args.worker](ctx)
-        res["peak_rss_mib"] = peak_rss_mib()
-        Path(args.result).write_text(json.dumps(res))
+        worker(args.worker, args.system, Path(args.ctx), Path(args.result), WORKERS)
         return
     data = Path(args.data)
     meta = json.loads((data / "meta.json").read_text())
