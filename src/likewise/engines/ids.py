@@ -8,8 +8,9 @@ id never changes: an upsert of an existing id gets a new position and the old on
 When the ids are ASCII of similar lengths (keys, numbers, UUIDs: nearly always), a fixed-width copy
 of them serves the query path: one memory read per id instead of two (offsets, then blob), in one
 numpy call. A query's ten ids sit at random places, so each read is a cache (and, in a virtual
-machine, a costly TLB) miss: benchmarks/bench_query_path.py measured this copy at ~5% of a 100k
-unfiltered query. It costs at most what the offsets and blob cost.
+machine, a costly TLB) miss: benchmarks/bench_query_path.py's arms (100k, ef 10, varied queries)
+measured 73.7 µs a query with this copy and 81.1 µs without. It costs at most what the offsets
+and blob cost.
 """
 
 from __future__ import annotations
